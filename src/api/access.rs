@@ -1,0 +1,93 @@
+//! Who may do what: project membership (or public read/copy), applied to projects and files.
+//! A caller who is not a member gets 404, so private projects stay invisible; a member lacking
+//! the needed permission gets 403.
+
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{FileRec, Perms, Project, User, PROJECT};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Copy,
+    Write,
+    Admin,
+}
+
+impl Need {
+    pub fn granted_by(self, p: Perms) -> bool {
+        match self {
+            Need::Read => p.read || p.admin,
+            Need::Copy => p.copy || p.admin,
+            Need::Write => p.write || p.admin,
+            Need::Admin => p.admin,
+        }
+    }
+}
+
+/// Splits and checks an `owner/slug` project id.
+pub fn parse_project_id(id: &str) -> ApiResult<(&str, &str)> {
+    match id.split_once('/') {
+        Some((owner, slug)) if !owner.is_empty() && !slug.is_empty() && !slug.contains('/') => {
+            Ok((owner, slug))
+        }
+        _ => Err(ApiError::malformed_project_id()),
+    }
+}
+
+impl AppState {
+    /// The caller's permissions on a project: membership, public read/copy, or a platform admin's all.
+    pub async fn project_perms(&self, user: &User, project: &Project) -> ApiResult<Option<Perms>> {
+        if user.is_admin {
+            return Ok(Some(Perms::ALL));
+        }
+        let member = self
+            .store
+            .get_member(PROJECT, &project.id, &user.username)
+            .await?;
+        Ok(match member {
+            Some(m) => Some(m.perms),
+            None if project.is_public => Some(Perms::PUBLIC),
+            None => None,
+        })
+    }
+
+    /// Loads a project the caller may act on as `need` says.
+    pub async fn project_for(
+        &self,
+        user: &User,
+        id: &str,
+        need: Need,
+    ) -> ApiResult<(Project, Perms)> {
+        parse_project_id(id)?;
+        let project = self
+            .store
+            .get_project(id)
+            .await?
+            .ok_or_else(ApiError::project_not_found)?;
+        match self.project_perms(user, &project).await? {
+            None => Err(ApiError::project_not_found()),
+            Some(p) if !need.granted_by(p) => Err(ApiError::project_forbidden()),
+            Some(p) => Ok((project, p)),
+        }
+    }
+
+    /// Loads a file the caller may act on as `need` says (5002 / 5001).
+    pub async fn file_for(&self, user: &User, id: &str, need: Need) -> ApiResult<(FileRec, Perms)> {
+        let file = self
+            .store
+            .get_file(id)
+            .await?
+            .ok_or_else(ApiError::file_not_found)?;
+        let project = self
+            .store
+            .get_project(&file.project_id)
+            .await?
+            .ok_or_else(ApiError::file_not_found)?;
+        match self.project_perms(user, &project).await? {
+            None => Err(ApiError::file_not_found()),
+            Some(p) if !need.granted_by(p) => Err(ApiError::file_forbidden()),
+            Some(p) => Ok((file, p)),
+        }
+    }
+}

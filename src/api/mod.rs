@@ -1,0 +1,149 @@
+//! The HTTP API: routes, the wire format and the middleware every request passes through.
+
+mod access;
+mod auth;
+mod files;
+mod members;
+mod projects;
+mod ratelimit;
+mod transfer;
+mod uploads;
+mod users;
+mod views;
+pub mod wire;
+
+pub use access::Need;
+pub use projects::create_project;
+pub use ratelimit::RateLimiter;
+pub use uploads::{delete_upload_remains, store_bytes};
+
+use crate::blob::DynObjectStore;
+use crate::error::ApiError;
+use crate::signing::UrlSigner;
+use crate::store::DynStore;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Tunables of the API, set from the command line.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Base of every `href`, without a trailing slash.
+    pub public_url: String,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    /// How long signed download and upload-part URLs stay valid.
+    pub url_ttl: Duration,
+    /// An upload with no activity for this long is abandoned and swept.
+    pub upload_ttl: Duration,
+}
+
+pub struct AppState {
+    pub store: DynStore,
+    pub platform: DynObjectStore,
+    pub signer: UrlSigner,
+    pub limiter: RateLimiter,
+    pub settings: ApiSettings,
+    /// Wakes the sweeper after a commit that may have released platform bytes.
+    pub sweep: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn base(&self) -> &str {
+        &self.settings.public_url
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v2", get(users::root))
+        .route("/v2/", get(users::root))
+        .route("/v2/rate_limit", get(users::rate_limit))
+        .route("/v2/user", get(users::me))
+        .route("/v2/user/", get(users::me))
+        .route("/v2/users/{username}", get(users::get_user))
+        .merge(projects::routes())
+        .merge(files::routes())
+        .merge(uploads::routes())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.settings.request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(state.settings.body_limit));
+    // Transfers carry their own signature instead of a token and may be large and slow.
+    let transfers = Router::new()
+        .route("/transfer/download/{file_id}", get(transfer::download))
+        .route(
+            "/transfer/upload/{upload_id}/{part}",
+            put(transfer::upload_part),
+        )
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .merge(api)
+        .merge(transfers)
+        .fallback(|| async { ApiError::not_found("No such route. See GET /v2/ for the endpoints.") })
+        .method_not_allowed_fallback(|| async { ApiError::new(405, 90006, "Method not allowed.") })
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn(json_errors))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // The path only: query strings of signed URLs are credentials.
+                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-sbg-auth-token"),
+        ]))
+        .with_state(state)
+}
+
+/// Error responses that layers produce without a body (a timeout, say) get the SBG JSON shape.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() && !status.is_server_error() || is_json {
+        return response;
+    }
+    let message = status.canonical_reason().unwrap_or("Error");
+    let code = match status.as_u16() {
+        400 | 408 | 413 => 90000,
+        404 => 90003,
+        405 => 90006,
+        415 => 90008,
+        503 => 90005,
+        _ => 90004,
+    };
+    let mut fixed = ApiError::new(status.as_u16(), code, message).into_response();
+    for name in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        if let Some(v) = response.headers().get(name) {
+            fixed.headers_mut().insert(name, v.clone());
+        }
+    }
+    fixed
+}

@@ -1,0 +1,360 @@
+//! Projects and their members (sbg-api.md §6).
+
+use super::access::Need;
+use super::auth::AuthUser;
+use super::members::Members;
+use super::views;
+use super::wire::{list_page, object, Body, Params};
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{FileRec, Project, StoreError, User, PROJECT};
+use crate::util::now_ms;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/projects", get(list).post(create))
+        .route("/v2/projects/", get(list).post(create))
+        .route("/v2/projects/{owner}", get(list_owned))
+        .route(
+            "/v2/projects/{owner}/{slug}",
+            get(get_one).patch(update).delete(remove),
+        )
+        .route(
+            "/v2/projects/{owner}/{slug}/members",
+            get(list_members).post(add_member),
+        )
+        .route(
+            "/v2/projects/{owner}/{slug}/members/{username}",
+            get(get_member).delete(remove_member),
+        )
+        .route(
+            "/v2/projects/{owner}/{slug}/members/{username}/permissions",
+            patch(set_permissions),
+        )
+}
+
+type St = State<Arc<AppState>>;
+
+const MAX_NAME: usize = 255;
+
+#[derive(Deserialize)]
+struct NewProject {
+    name: Option<String>,
+    billing_group: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    settings: Map<String, Value>,
+}
+
+/// A URL-safe slug from a project name: lowercase letters, digits and single dashes.
+fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "project".to_string()
+    } else {
+        slug.chars().take(64).collect()
+    }
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() {
+        return Err(ApiError::new(400, 3007, "Project name must not be empty."));
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(ApiError::bad_request(format!(
+            "Project name must be at most {MAX_NAME} characters."
+        )));
+    }
+    Ok(())
+}
+
+fn check_billing_group(value: &str) -> ApiResult<String> {
+    uuid::Uuid::parse_str(value)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::new(400, 4005, "Billing group id must be a UUID."))
+}
+
+/// Creates a project owned by `user`, with a root folder, and makes `user` its admin.
+pub async fn create_project(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    description: Option<String>,
+) -> ApiResult<Project> {
+    let body = NewProject {
+        name: Some(name.into()),
+        billing_group: None,
+        description,
+        tags: vec![],
+        settings: Map::new(),
+    };
+    insert(state, user, body).await
+}
+
+async fn insert(state: &AppState, user: &User, body: NewProject) -> ApiResult<Project> {
+    let name = body.name.unwrap_or_default();
+    check_name(&name)?;
+    let billing_group = match body.billing_group.as_deref() {
+        Some(b) => check_billing_group(b)?,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let base_slug = slugify(&name);
+    let now = now_ms();
+    for n in 0..100 {
+        let slug = if n == 0 {
+            base_slug.clone()
+        } else {
+            format!("{base_slug}-{n}")
+        };
+        let id = format!("{}/{slug}", user.username);
+        let root = FileRec::new(&id, None, &id, true);
+        let project = Project {
+            id,
+            owner: user.username.clone(),
+            name: name.clone(),
+            description: body.description.clone(),
+            billing_group: billing_group.clone(),
+            category: "PRIVATE".into(),
+            tags: body.tags.clone(),
+            settings: Value::Object(body.settings.clone()),
+            root_folder: root.id.clone(),
+            is_public: false,
+            created_by: user.username.clone(),
+            created_at: now,
+            modified_at: now,
+        };
+        match state.store.create_project(&project, &root).await {
+            Ok(()) => return Ok(project),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::project_exists())
+}
+
+async fn create(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Body(body): Body<NewProject>,
+) -> ApiResult<Json<Value>> {
+    let project = insert(&state, &user, body).await?;
+    Ok(Json(views::project(state.base(), &project)))
+}
+
+async fn list_for(
+    state: &AppState,
+    user: &User,
+    owner: Option<&str>,
+    uri: &axum::http::Uri,
+    params: &Params,
+) -> ApiResult<Response> {
+    let page = params.page()?;
+    let (projects, total) = state
+        .store
+        .list_projects(&user.username, owner, params.get("name"), page)
+        .await?;
+    let items = projects
+        .iter()
+        .map(|p| views::project(state.base(), p))
+        .collect();
+    Ok(list_page(state.base(), uri, page, total, items))
+}
+
+async fn list(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    OriginalUri(uri): OriginalUri,
+    params: Params,
+) -> ApiResult<Response> {
+    list_for(&state, &user, None, &uri, &params).await
+}
+
+async fn list_owned(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    OriginalUri(uri): OriginalUri,
+    Path(owner): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    list_for(&state, &user, Some(&owner), &uri, &params).await
+}
+
+async fn get_one(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (project, _) = state
+        .project_for(&user, &format!("{owner}/{slug}"), Need::Read)
+        .await?;
+    Ok(Json(views::project(state.base(), &project)))
+}
+
+async fn update(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug)): Path<(String, String)>,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    let (mut project, _) = state
+        .project_for(&user, &format!("{owner}/{slug}"), Need::Admin)
+        .await?;
+    for (key, value) in object(body)? {
+        let bad = || ApiError::bad_request(format!("Invalid value for '{key}'."));
+        match (key.as_str(), value) {
+            ("name", Value::String(name)) => {
+                check_name(&name)?;
+                project.name = name;
+            }
+            ("description", Value::String(d)) => project.description = Some(d),
+            ("description", Value::Null) => project.description = None,
+            ("billing_group", Value::String(b)) => project.billing_group = check_billing_group(&b)?,
+            ("tags", v @ Value::Array(_)) => {
+                project.tags = serde_json::from_value(v).map_err(|_| bad())?
+            }
+            ("settings", Value::Object(s)) => {
+                let mut merged = project.settings.as_object().cloned().unwrap_or_default();
+                merged.extend(s);
+                project.settings = Value::Object(merged);
+            }
+            (
+                "id" | "href" | "created_by" | "created_on" | "modified_on" | "root_folder"
+                | "type" | "category",
+                _,
+            ) => {}
+            _ => return Err(bad()),
+        }
+    }
+    project.modified_at = now_ms();
+    state.store.update_project(&project).await?;
+    Ok(Json(views::project(state.base(), &project)))
+}
+
+async fn remove(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (project, _) = state
+        .project_for(&user, &format!("{owner}/{slug}"), Need::Admin)
+        .await?;
+    state.store.delete_project(&project.id).await?;
+    state.sweep.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks the caller's right on the project and returns its members collection.
+async fn members<'a>(
+    state: &'a AppState,
+    user: &User,
+    id: &'a str,
+    need: Need,
+) -> ApiResult<Members<'a>> {
+    let (project, _) = state.project_for(user, id, need).await?;
+    Ok(Members {
+        state,
+        kind: PROJECT,
+        resource_id: id,
+        href: format!("{}/v2/projects/{id}/members", state.base()),
+        owner: project.owner,
+    })
+}
+
+type ProjectPath = Path<(String, String)>;
+type MemberPath = Path<(String, String, String)>;
+
+async fn list_members(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    OriginalUri(uri): OriginalUri,
+    Path((owner, slug)): ProjectPath,
+    params: Params,
+) -> ApiResult<Response> {
+    let id = format!("{owner}/{slug}");
+    members(&state, &user, &id, Need::Read)
+        .await?
+        .list(&uri, &params)
+        .await
+}
+
+async fn add_member(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug)): ProjectPath,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    let id = format!("{owner}/{slug}");
+    members(&state, &user, &id, Need::Admin)
+        .await?
+        .add(body)
+        .await
+}
+
+async fn get_member(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug, name)): MemberPath,
+) -> ApiResult<Json<Value>> {
+    let id = format!("{owner}/{slug}");
+    members(&state, &user, &id, Need::Read)
+        .await?
+        .get(&name)
+        .await
+}
+
+async fn set_permissions(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug, name)): MemberPath,
+    Body(body): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    let id = format!("{owner}/{slug}");
+    members(&state, &user, &id, Need::Admin)
+        .await?
+        .set_permissions(&name, body)
+        .await
+}
+
+async fn remove_member(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path((owner, slug, name)): MemberPath,
+) -> ApiResult<StatusCode> {
+    let id = format!("{owner}/{slug}");
+    members(&state, &user, &id, Need::Admin)
+        .await?
+        .remove(&name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slugify;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("My Project"), "my-project");
+        assert_eq!(slugify("  a//b  c "), "a-b-c");
+        assert_eq!(slugify("!!!"), "project");
+        assert_eq!(slugify("Ünï"), "n");
+    }
+}

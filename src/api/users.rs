@@ -1,0 +1,57 @@
+//! `GET /v2/` (endpoint index), `/v2/rate_limit`, `/v2/user` and `/v2/users/{username}`.
+
+use super::auth::AuthUser;
+use super::views;
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn root(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let b = format!("{}/v2", state.base());
+    Json(json!({
+        "rate_limit_url": format!("{b}/rate_limit"),
+        "user_url": format!("{b}/user"),
+        "users_url": format!("{b}/users"),
+        "billing_url": format!("{b}/billing"),
+        "projects_url": format!("{b}/projects"),
+        "files_url": format!("{b}/files"),
+        "tasks_url": format!("{b}/tasks"),
+        "apps_url": format!("{b}/apps"),
+        "action_url": format!("{b}/action"),
+        "upload_url": format!("{b}/upload"),
+        "storage_url": format!("{b}/storage"),
+    }))
+}
+
+pub async fn rate_limit(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+) -> Json<Value> {
+    let quota = state
+        .limiter
+        .check(&format!("user:{}", user.username), false);
+    Json(json!({
+        "rate": {"limit": quota.limit, "remaining": quota.remaining, "reset": quota.reset},
+        "instance_limit": {"limit": -1, "remaining": -1},
+    }))
+}
+
+pub async fn me(State(state): State<Arc<AppState>>, AuthUser(user): AuthUser) -> Json<Value> {
+    Json(views::user(state.base(), &user))
+}
+
+pub async fn get_user(
+    State(state): State<Arc<AppState>>,
+    AuthUser(_): AuthUser,
+    Path(username): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = state
+        .store
+        .get_user(&username)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    Ok(Json(views::user(state.base(), &user)))
+}

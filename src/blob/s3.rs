@@ -1,0 +1,262 @@
+//! Platform storage in an S3 bucket (any S3-compatible endpoint, path-style).
+
+use super::{ByteRange, ByteStream, ObjectStore};
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio_util::io::ReaderStream;
+
+/// Parts of a streamed write; memory per write is bounded by this.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket/prefix?endpoint=URL&region=REGION`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let url = url::Url::parse(spec).context("invalid s3:// URL")?;
+        let bucket = url
+            .host_str()
+            .context("s3:// URL needs a bucket")?
+            .to_string();
+        let prefix = url.path().trim_matches('/').to_string();
+        let mut endpoint = None;
+        let mut region = "us-east-1".to_string();
+        for (k, v) in url.query_pairs() {
+            match &*k {
+                "endpoint" => endpoint = Some(v.into_owned()),
+                "region" => region = v.into_owned(),
+                other => bail!("unknown s3:// URL option {other:?}"),
+            }
+        }
+        Ok(Self {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+}
+
+/// Builds one reusable S3 client: path-style, explicit credentials, no default checksum
+/// headers (some S3-compatible servers reject them).
+pub fn build_client(endpoint: Option<&str>, region: &str, credentials: Credentials) -> Client {
+    let mut conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(endpoint) = endpoint {
+        conf = conf.endpoint_url(endpoint);
+    }
+    Client::from_conf(conf.build())
+}
+
+pub struct S3Store {
+    client: Client,
+    location: S3Location,
+}
+
+impl S3Store {
+    /// Credentials come from the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
+    /// (and optional `AWS_SESSION_TOKEN`) environment variables.
+    pub fn from_env(location: S3Location) -> Result<Self> {
+        let key = std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?;
+        let secret =
+            std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
+        let token = std::env::var("AWS_SESSION_TOKEN").ok();
+        let credentials = Credentials::new(key, secret, token, None, "environment");
+        let client = build_client(location.endpoint.as_deref(), &location.region, credentials);
+        Ok(Self { client, location })
+    }
+
+    async fn put_multipart(&self, key: &str, first: Bytes, body: &mut ByteStream) -> Result<u64> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(key)
+            .send()
+            .await?;
+        let upload_id = upload.upload_id().context("no upload id")?.to_string();
+        let result = self.upload_parts(key, &upload_id, first, body).await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.location.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: Bytes,
+        body: &mut ByteStream,
+    ) -> Result<u64> {
+        let mut parts = Vec::new();
+        let mut total = 0u64;
+        let mut next = Some(first);
+        while let Some(chunk) = next.take() {
+            total += chunk.len() as u64;
+            let number = parts.len() as i32 + 1;
+            let done = self
+                .client
+                .upload_part()
+                .bucket(&self.location.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(SdkBody::from(chunk))
+                .send()
+                .await?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(done.e_tag)
+                    .build(),
+            );
+            next = read_part(body).await?;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(total)
+    }
+}
+
+/// Reads up to `PART_SIZE` bytes; `None` at the end of the stream.
+async fn read_part(body: &mut ByteStream) -> Result<Option<Bytes>> {
+    let mut buf = BytesMut::new();
+    while buf.len() < PART_SIZE {
+        match body.next().await {
+            Some(chunk) => buf.extend_from_slice(&chunk?),
+            None => break,
+        }
+    }
+    Ok(if buf.is_empty() {
+        None
+    } else {
+        Some(buf.freeze())
+    })
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, mut body: ByteStream) -> Result<u64> {
+        let key = self.location.key(key);
+        let first = read_part(&mut body).await?.unwrap_or_default();
+        if first.len() < PART_SIZE {
+            let size = first.len() as u64;
+            self.client
+                .put_object()
+                .bucket(&self.location.bucket)
+                .key(&key)
+                .body(SdkBody::from(first))
+                .send()
+                .await?;
+            return Ok(size);
+        }
+        self.put_multipart(&key, first, &mut body).await
+    }
+
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(self.location.key(key));
+        if let Some(r) = range {
+            request = request.range(format!("bytes={}-{}", r.start, r.end));
+        }
+        let output = request.send().await?;
+        Ok(Box::pin(ReaderStream::new(output.body.into_async_read())))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.location.bucket)
+            .key(self.location.key(key))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(self.location.key(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_platform_urls() {
+        let l = S3Location::parse(
+            "s3://bucket/some/prefix?endpoint=http://127.0.0.1:5000&region=eu-west-1",
+        )
+        .unwrap();
+        assert_eq!(l.bucket, "bucket");
+        assert_eq!(l.prefix, "some/prefix");
+        assert_eq!(l.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(l.region, "eu-west-1");
+        assert_eq!(l.key("blobs/x"), "some/prefix/blobs/x");
+        let plain = S3Location::parse("s3://b").unwrap();
+        assert_eq!(
+            (plain.prefix.as_str(), plain.region.as_str(), plain.endpoint),
+            ("", "us-east-1", None)
+        );
+        assert!(S3Location::parse("s3://b?bogus=1").is_err());
+    }
+}

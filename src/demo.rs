@@ -1,0 +1,67 @@
+//! `egress serve --demo`: a demo user with a known token and a project of small sample files,
+//! so a newcomer sees the API work with one command.
+
+use crate::api::{create_project, store_bytes, AppState};
+use crate::store::{StoreError, User};
+use crate::util::{now_ms, token_hash};
+use anyhow::Result;
+
+pub const DEMO_USER: &str = "demo";
+/// Known on purpose: the demo is for trying Egress locally, never for real data.
+pub const DEMO_TOKEN: &str = "demo-token-0123456789abcdef";
+pub const DEMO_PROJECT_NAME: &str = "Demo project";
+
+const SAMPLES: &[(&str, &str)] = &[
+    ("README.txt", "Sample files served by Egress. Export them to a volume, or download them.\n"),
+    ("sample.vcf", "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr20\t14370\trs6054257\tG\tA\t29\tPASS\tDP=14\n"),
+    ("reads.fastq", "@read1\nGATTTGGGGTTCAAAGCAGTATCGATCAAATAGTAAATCCATTTGTTCAACTCACAGTTT\n+\n!''*((((***+))%%%++)(%%%%).1***-+*''))**55CCF>>>>>>CCCCCCC65\n"),
+];
+
+/// Creates the demo user and project on first start; later starts find them and do nothing.
+pub async fn setup(state: &AppState) -> Result<()> {
+    let user = User {
+        username: DEMO_USER.into(),
+        email: "demo@example.org".into(),
+        is_admin: false,
+        created_at: now_ms(),
+    };
+    match state
+        .store
+        .create_user(&user, &token_hash(DEMO_TOKEN))
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let project = create_project(
+        state,
+        &user,
+        DEMO_PROJECT_NAME,
+        Some("Try Egress here.".into()),
+    )
+    .await?;
+    let root = state
+        .store
+        .get_file(&project.root_folder)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("root folder missing"))?;
+    for (name, text) in SAMPLES {
+        store_bytes(state, &root, name, text.as_bytes().to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// The welcome text with three commands to try.
+pub fn welcome(base: &str) -> String {
+    let auth = format!("-H 'X-SBG-Auth-Token: {DEMO_TOKEN}'");
+    format!(
+        "Egress demo is running at {base}/v2\n\
+         Demo user: {DEMO_USER}   token: {DEMO_TOKEN}   project: {DEMO_USER}/demo-project\n\n\
+         Try:\n\
+         \x20 curl -s {auth} {base}/v2/user\n\
+         \x20 curl -s {auth} '{base}/v2/files?project={DEMO_USER}/demo-project'\n\
+         \x20 curl -s {auth} -X POST -H 'Content-Type: application/json' \\\n\
+         \x20      -d '{{\"name\": \"results\", \"type\": \"folder\", \"project\": \"{DEMO_USER}/demo-project\"}}' {base}/v2/files\n"
+    )
+}

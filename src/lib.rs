@@ -1,0 +1,12 @@
+//! Egress: a Seven Bridges / CAVATICA v2 storage API server.
+
+pub mod api;
+pub mod blob;
+pub mod demo;
+pub mod error;
+pub mod secret_key;
+pub mod server;
+pub mod signing;
+pub mod store;
+pub mod sweeper;
+pub mod util;

@@ -1,0 +1,153 @@
+//! Putting the parts together: configuration, start-up and graceful shutdown of `egress serve`.
+
+use crate::api::{self, ApiSettings, AppState, RateLimiter};
+use crate::signing::UrlSigner;
+use crate::{blob, secret_key, store, sweeper};
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// `None`: a SQLite file in the data dir.
+    pub database_url: Option<String>,
+    /// `None`: a folder in the data dir.
+    pub platform_storage: Option<String>,
+    /// `None`: `http://<listen address>`.
+    pub public_url: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    pub rate_limit: u32,
+    pub rate_window: Duration,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub url_ttl: Duration,
+    pub upload_ttl: Duration,
+    pub sweep_interval: Duration,
+    pub demo: bool,
+}
+
+impl Config {
+    /// Defaults for a server on `listen` keeping its state in `data_dir`.
+    pub fn new(listen: &str, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: listen.to_string(),
+            data_dir: data_dir.into(),
+            database_url: None,
+            platform_storage: None,
+            public_url: None,
+            secret_key_file: None,
+            rate_limit: 1000,
+            rate_window: Duration::from_secs(300),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(300),
+            url_ttl: Duration::from_secs(3600),
+            upload_ttl: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(30),
+            demo: false,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("egress.db").display()))
+    }
+}
+
+/// Opens the store a command names, creating the data dir first.
+pub async fn open_store(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<store::DynStore> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut config = Config::new("127.0.0.1:0", data_dir);
+    config.database_url = database_url.map(str::to_string);
+    store::open(&config.database_url())
+        .await
+        .context("opening the database")
+}
+
+/// A started server: its address and shared state, and the task serving it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub task: tokio::task::JoinHandle<Result<()>>,
+    shutdown: Arc<Notify>,
+}
+
+impl Running {
+    /// Stops accepting connections and lets in-flight requests finish.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.notify_one();
+        self.task.await?
+    }
+}
+
+/// Binds, builds every part and starts serving in the background.
+pub async fn start(config: Config) -> Result<Running> {
+    let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
+    let key_env = std::env::var("EGRESS_SECRET_KEY").ok();
+    let key = secret_key::load(
+        &config.data_dir,
+        config.secret_key_file.as_deref(),
+        key_env.as_deref(),
+    )?;
+    let platform_spec = config
+        .platform_storage
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("platform").display().to_string());
+    let platform = blob::open_platform(&platform_spec)
+        .await
+        .context("opening platform storage")?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let state = Arc::new(AppState {
+        store,
+        platform,
+        signer: UrlSigner::new(&key.0),
+        limiter: RateLimiter::new(config.rate_limit, config.rate_window.as_secs()),
+        settings: ApiSettings {
+            public_url,
+            body_limit: config.body_limit,
+            request_timeout: config.request_timeout,
+            url_ttl: config.url_ttl,
+            upload_ttl: config.upload_ttl,
+        },
+        sweep: Arc::new(Notify::new()),
+    });
+    if config.demo {
+        crate::demo::setup(&state).await?;
+    }
+    let sweeper = tokio::spawn(sweeper::run(state.clone(), config.sweep_interval));
+    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = Arc::new(Notify::new());
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.notified().await })
+            .await;
+        sweeper.abort();
+        served.context("serving HTTP")
+    });
+    Ok(Running {
+        addr,
+        state,
+        task,
+        shutdown,
+    })
+}

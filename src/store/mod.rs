@@ -1,0 +1,329 @@
+//! Metadata and job state. One `Store` trait, two engines: SQLite (embedded default) and Postgres
+//! (several nodes sharing the work). Both engines run the same SQL, kept once in `sql_common.rs`.
+
+mod postgres;
+mod sqlite;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (a name in a folder, a username, a project slug…).
+    #[error("conflict")]
+    Conflict,
+    /// The row the write was aimed at does not exist (any more).
+    #[error("not found")]
+    NotFound,
+    /// A folder that still has children cannot be deleted.
+    #[error("folder is not empty")]
+    NotEmpty,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<StoreError> for crate::error::ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => Self::conflict("The resource already exists."),
+            StoreError::NotFound => Self::not_found("The resource does not exist."),
+            StoreError::NotEmpty => {
+                Self::new(400, 5021, "Deleting non-empty folders is not supported.")
+            }
+            StoreError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Maps a unique-key violation to `Conflict`, anything else to `Db`.
+pub(crate) fn classify(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Db(err),
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub username: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+/// Permissions of a project or volume member. Volumes ignore `execute`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Perms {
+    pub read: bool,
+    pub copy: bool,
+    pub write: bool,
+    pub execute: bool,
+    pub admin: bool,
+}
+
+impl Perms {
+    pub const ALL: Perms = Perms {
+        read: true,
+        copy: true,
+        write: true,
+        execute: true,
+        admin: true,
+    };
+    /// What every user may do with a public project's files.
+    pub const PUBLIC: Perms = Perms {
+        read: true,
+        copy: true,
+        write: false,
+        execute: false,
+        admin: false,
+    };
+}
+
+pub const PROJECT: &str = "project";
+pub const VOLUME: &str = "volume";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Member {
+    /// `project` or `volume`.
+    pub kind: String,
+    pub resource_id: String,
+    pub username: String,
+    #[sqlx(flatten)]
+    pub perms: Perms,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Project {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub billing_group: String,
+    pub category: String,
+    #[sqlx(json)]
+    pub tags: Vec<String>,
+    #[sqlx(json)]
+    pub settings: serde_json::Value,
+    pub root_folder: String,
+    pub is_public: bool,
+    pub created_by: String,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Folder,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileRec {
+    pub id: String,
+    pub project_id: String,
+    /// `None` only for a project's root folder.
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub is_folder: bool,
+    pub size: Option<i64>,
+    /// The platform bytes this file refers to; `None` for folders and aliases.
+    pub blob_id: Option<String>,
+    /// Set for an alias: the volume object this file points at.
+    pub volume_id: Option<String>,
+    pub location: Option<String>,
+    /// Public reference data, or a copy of it: readable by all, never exportable.
+    pub is_public: bool,
+    #[sqlx(json)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    #[sqlx(json)]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub modified_at: i64,
+    /// Joined from the blob: recorded when the bytes arrived.
+    #[sqlx(default)]
+    pub md5: Option<String>,
+    #[sqlx(default)]
+    pub crc32c: Option<String>,
+}
+
+impl FileRec {
+    /// A new, empty file or folder record; callers fill in bytes or storage.
+    pub fn new(project_id: &str, parent_id: Option<&str>, name: &str, is_folder: bool) -> Self {
+        let now = crate::util::now_ms();
+        FileRec {
+            id: crate::util::new_file_id(),
+            project_id: project_id.to_string(),
+            parent_id: parent_id.map(str::to_string),
+            name: name.to_string(),
+            is_folder,
+            size: None,
+            blob_id: None,
+            volume_id: None,
+            location: None,
+            is_public: false,
+            metadata: serde_json::Map::new(),
+            tags: vec![],
+            created_at: now,
+            modified_at: now,
+            md5: None,
+            crc32c: None,
+        }
+    }
+
+    pub fn kind(&self) -> FileKind {
+        if self.is_folder {
+            FileKind::Folder
+        } else {
+            FileKind::File
+        }
+    }
+}
+
+/// Stored platform bytes. Files share a blob; it is freed when no file refers to it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Blob {
+    pub id: String,
+    pub size: i64,
+    pub md5: String,
+    pub crc32c: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Upload {
+    pub id: String,
+    pub owner: String,
+    pub project_id: String,
+    pub parent_id: String,
+    pub name: String,
+    pub size: i64,
+    pub part_size: i64,
+    pub overwrite: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Part {
+    pub part_number: i64,
+    pub size: i64,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// Filters of a folder listing: any of `names`, and any of `tags` (each list empty = no filter).
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    pub names: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn engine(&self) -> &'static str;
+
+    // Users and tokens.
+    async fn create_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError>;
+    async fn add_token(&self, username: &str, token_hash: &str) -> Result<(), StoreError>;
+    async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>>;
+    async fn get_user(&self, username: &str) -> Result<Option<User>>;
+
+    // Projects; the creator becomes an admin member and the root folder is made with it.
+    async fn create_project(&self, project: &Project, root: &FileRec) -> Result<(), StoreError>;
+    async fn get_project(&self, id: &str) -> Result<Option<Project>>;
+    /// Projects `username` is a member of, optionally of one owner and with one name.
+    async fn list_projects(
+        &self,
+        username: &str,
+        owner: Option<&str>,
+        name: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<Project>, i64)>;
+    async fn update_project(&self, project: &Project) -> Result<(), StoreError>;
+    /// Removes the project, its members and files; releases their blobs.
+    async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
+
+    // Members of a project or volume; `kind` is `PROJECT` or `VOLUME`.
+    async fn get_member(
+        &self,
+        kind: &str,
+        resource_id: &str,
+        username: &str,
+    ) -> Result<Option<Member>>;
+    async fn list_members(
+        &self,
+        kind: &str,
+        resource_id: &str,
+        page: Page,
+    ) -> Result<(Vec<Member>, i64)>;
+    async fn put_member(&self, member: &Member) -> Result<()>;
+    async fn delete_member(&self, kind: &str, resource_id: &str, username: &str) -> Result<bool>;
+
+    // Files and folders.
+    async fn get_file(&self, id: &str) -> Result<Option<FileRec>>;
+    async fn list_children(
+        &self,
+        parent_id: &str,
+        filter: &FileFilter,
+        page: Page,
+    ) -> Result<(Vec<FileRec>, i64)>;
+    /// Inserts a folder, or a file sharing an existing blob (a copy). `Conflict` on a name clash.
+    async fn create_file(&self, file: &FileRec) -> Result<(), StoreError>;
+    /// Saves name, metadata and tags. `Conflict` on a name clash.
+    async fn update_file(&self, file: &FileRec) -> Result<(), StoreError>;
+    /// Deletes a file or an empty folder and drops its blob reference, in one transaction.
+    async fn delete_file(&self, id: &str) -> Result<(), StoreError>;
+
+    // Multipart uploads.
+    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
+    /// Records a received part; false when the upload no longer exists.
+    async fn put_part(&self, upload_id: &str, part: &Part, expires_at: i64) -> Result<bool>;
+    async fn list_parts(&self, upload_id: &str) -> Result<Vec<Part>>;
+    async fn delete_upload(&self, id: &str) -> Result<bool>;
+    /// Adds new platform bytes and the file holding them, in one transaction: the upload row
+    /// (if any) goes, and `replace` (an existing file of the same name) is removed.
+    async fn complete_upload(
+        &self,
+        upload_id: Option<&str>,
+        blob: &Blob,
+        file: &FileRec,
+        replace: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn expired_uploads(&self, now: i64, limit: i64) -> Result<Vec<Upload>>;
+
+    // Blob garbage collection (invariant 1): the sweeper frees only what a commit released.
+    /// Marks unreferenced blobs as being deleted and returns every blob in that state.
+    async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>>;
+    async fn forget_blob(&self, id: &str) -> Result<()>;
+    /// Bytes held on the platform, per project (each file counted once per project).
+    async fn platform_bytes(&self) -> Result<Vec<(String, i64)>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store the URL names (`sqlite:` or `postgres:`), applying its migrations.
+pub async fn open(url: &str) -> Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme: expected sqlite: or postgres://")
+    }
+}
+
+#[doc(hidden)]
+pub mod testdb;
+
+#[cfg(test)]
+mod suite;

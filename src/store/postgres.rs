@@ -1,0 +1,35 @@
+//! The shared engine: several `egress serve` nodes point at one Postgres and split the work.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Pool, Postgres, Transaction};
+
+type Db = Postgres;
+type This = PostgresStore;
+const ENGINE: &str = "postgres";
+
+pub struct PostgresStore {
+    pool: Pool<Postgres>,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+async fn begin_write(pool: &Pool<Postgres>) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin().await
+}
+
+fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, tag: &'a str) {
+    qb.push("f.tags @> jsonb_build_array(CAST(")
+        .push_bind(tag)
+        .push(" AS TEXT))");
+}
+
+include!("sql_common.rs");

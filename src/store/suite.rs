@@ -1,0 +1,548 @@
+//! The backend-agnostic store suite: every case runs on SQLite and on Postgres.
+
+use super::*;
+use crate::util::now_ms;
+
+/// Runs each case twice: `sqlite_<case>` and `postgres_<case>`.
+macro_rules! both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_engine {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$case(crate::store::testdb::sqlite(dir.path()).await).await;
+                }
+            )*
+        }
+        mod postgres_engine {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    if let Some(store) = crate::store::testdb::postgres().await {
+                        super::$case(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both_engines!(
+    users_and_tokens,
+    projects_members_and_listing,
+    folders_names_and_filters,
+    blobs_are_freed_only_after_the_last_reference,
+    uploads_complete_and_expire,
+    deleting_a_project_releases_its_blobs,
+);
+
+fn user(name: &str) -> User {
+    User {
+        username: name.into(),
+        email: format!("{name}@x"),
+        is_admin: false,
+        created_at: now_ms(),
+    }
+}
+
+fn project(owner: &str, slug: &str) -> (Project, FileRec) {
+    let id = format!("{owner}/{slug}");
+    let root = FileRec::new(&id, None, &id, true);
+    let p = Project {
+        id: id.clone(),
+        owner: owner.into(),
+        name: slug.into(),
+        description: None,
+        billing_group: uuid::Uuid::new_v4().to_string(),
+        category: "PRIVATE".into(),
+        tags: vec!["t".into()],
+        settings: serde_json::json!({"locked": false}),
+        root_folder: root.id.clone(),
+        is_public: false,
+        created_by: owner.into(),
+        created_at: now_ms(),
+        modified_at: now_ms(),
+    };
+    (p, root)
+}
+
+async fn make_project(store: &DynStore, owner: &str, slug: &str) -> (Project, FileRec) {
+    let (p, root) = project(owner, slug);
+    store.create_project(&p, &root).await.unwrap();
+    (p, root)
+}
+
+/// A blob with one file holding it, committed the way an upload commits.
+async fn add_blob_file(
+    store: &DynStore,
+    parent: &FileRec,
+    name: &str,
+    size: i64,
+) -> (Blob, FileRec) {
+    let blob = Blob {
+        id: crate::util::random_hex(8),
+        size,
+        md5: "m".into(),
+        crc32c: "c".into(),
+    };
+    let mut f = FileRec::new(&parent.project_id, Some(&parent.id), name, false);
+    f.size = Some(size);
+    f.blob_id = Some(blob.id.clone());
+    store.complete_upload(None, &blob, &f, None).await.unwrap();
+    (blob, f)
+}
+
+async fn users_and_tokens(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    assert!(matches!(
+        store.create_user(&user("ann"), "h2").await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        matches!(
+            store.create_user(&user("bob"), "h1").await,
+            Err(StoreError::Conflict)
+        ),
+        "token hashes are unique"
+    );
+    assert!(
+        store.get_user("bob").await.unwrap().is_none(),
+        "a failed create leaves no user behind"
+    );
+    assert_eq!(
+        store.user_by_token("h1").await.unwrap().unwrap().username,
+        "ann"
+    );
+    assert!(store.user_by_token("nope").await.unwrap().is_none());
+    store.add_token("ann", "h3").await.unwrap();
+    assert_eq!(
+        store.user_by_token("h3").await.unwrap().unwrap().username,
+        "ann"
+    );
+    assert!(matches!(
+        store.add_token("nobody", "h4").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn projects_members_and_listing(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    store.create_user(&user("bob"), "h2").await.unwrap();
+    let (p1, root) = make_project(&store, "ann", "one").await;
+    make_project(&store, "ann", "two").await;
+    make_project(&store, "bob", "three").await;
+    let (dup, dup_root) = project("ann", "one");
+    assert!(matches!(
+        store.create_project(&dup, &dup_root).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        store.get_file(&dup_root.id).await.unwrap().is_none(),
+        "the failed create left no root folder"
+    );
+
+    let got = store.get_project("ann/one").await.unwrap().unwrap();
+    assert_eq!(
+        (got.root_folder.as_str(), got.tags.clone()),
+        (root.id.as_str(), vec!["t".to_string()])
+    );
+    assert_eq!(got.settings["locked"], false);
+
+    let page = Page {
+        offset: 0,
+        limit: 1,
+    };
+    let (items, total) = store.list_projects("ann", None, None, page).await.unwrap();
+    assert_eq!((items.len(), total), (1, 2));
+    let (items, total) = store
+        .list_projects(
+            "ann",
+            None,
+            None,
+            Page {
+                offset: 1,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((items[0].id.as_str(), total), ("ann/two", 2));
+    assert_eq!(
+        store
+            .list_projects(
+                "ann",
+                Some("bob"),
+                None,
+                Page {
+                    offset: 0,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+    assert_eq!(
+        store
+            .list_projects(
+                "ann",
+                None,
+                Some("two"),
+                Page {
+                    offset: 0,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+
+    let owner = store
+        .get_member(PROJECT, "ann/one", "ann")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.perms, Perms::ALL);
+    let reader = Member {
+        kind: PROJECT.into(),
+        resource_id: "ann/one".into(),
+        username: "bob".into(),
+        perms: Perms {
+            read: true,
+            ..Perms::default()
+        },
+    };
+    store.put_member(&reader).await.unwrap();
+    let mut writer = reader.clone();
+    writer.perms.write = true;
+    store.put_member(&writer).await.unwrap();
+    assert_eq!(
+        store
+            .get_member(PROJECT, "ann/one", "bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .perms,
+        writer.perms
+    );
+    assert!(
+        store
+            .get_member(VOLUME, "ann/one", "bob")
+            .await
+            .unwrap()
+            .is_none(),
+        "kinds do not mix"
+    );
+    assert_eq!(
+        store
+            .list_members(
+                PROJECT,
+                "ann/one",
+                Page {
+                    offset: 0,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .1,
+        2
+    );
+    assert_eq!(
+        store
+            .list_projects(
+                "bob",
+                None,
+                None,
+                Page {
+                    offset: 0,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .1,
+        2
+    );
+    assert!(store
+        .delete_member(PROJECT, "ann/one", "bob")
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_member(PROJECT, "ann/one", "bob")
+        .await
+        .unwrap());
+
+    let mut changed = p1.clone();
+    changed.name = "renamed".into();
+    changed.is_public = true;
+    store.update_project(&changed).await.unwrap();
+    let got = store.get_project("ann/one").await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.is_public), ("renamed", true));
+    let (ghost, _) = project("ann", "ghost");
+    assert!(matches!(
+        store.update_project(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn folders_names_and_filters(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let folder = FileRec::new("ann/p", Some(&root.id), "dir", true);
+    store.create_file(&folder).await.unwrap();
+    let again = FileRec::new("ann/p", Some(&root.id), "dir", true);
+    assert!(matches!(
+        store.create_file(&again).await,
+        Err(StoreError::Conflict)
+    ));
+
+    let (_, mut a) = add_blob_file(&store, &root, "a.txt", 3).await;
+    let (_, b) = add_blob_file(&store, &root, "b.vcf", 4).await;
+    add_blob_file(&store, &folder, "a.txt", 5).await;
+    a.tags = vec!["red".into(), "blue".into()];
+    a.metadata.insert("sample".into(), serde_json::json!("s1"));
+    store.update_file(&a).await.unwrap();
+    let got = store.get_file(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.tags.clone(), got.metadata["sample"].clone()),
+        (a.tags.clone(), serde_json::json!("s1"))
+    );
+    assert_eq!(
+        (got.md5.as_deref(), got.crc32c.as_deref()),
+        (Some("m"), Some("c")),
+        "checksums come from the blob"
+    );
+
+    let all = Page {
+        offset: 0,
+        limit: 100,
+    };
+    let (items, total) = store
+        .list_children(&root.id, &FileFilter::default(), all)
+        .await
+        .unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(
+        items.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["dir", "a.txt", "b.vcf"]
+    );
+    let by_name = FileFilter {
+        names: vec!["b.vcf".into(), "zzz".into()],
+        tags: vec![],
+    };
+    assert_eq!(
+        store
+            .list_children(&root.id, &by_name, all)
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    let by_tag = FileFilter {
+        names: vec![],
+        tags: vec!["blue".into(), "green".into()],
+    };
+    let (tagged, n) = store.list_children(&root.id, &by_tag, all).await.unwrap();
+    assert_eq!((n, tagged[0].id.as_str()), (1, a.id.as_str()));
+    let (page, n) = store
+        .list_children(
+            &root.id,
+            &FileFilter::default(),
+            Page {
+                offset: 2,
+                limit: 5,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((page.len(), n), (1, 3));
+
+    let mut clash = b.clone();
+    clash.name = "a.txt".into();
+    assert!(matches!(
+        store.update_file(&clash).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.delete_file(&folder.id).await,
+        Err(StoreError::NotEmpty)
+    ));
+    assert!(matches!(
+        store.delete_file("missing").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn blobs_are_freed_only_after_the_last_reference(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, other_root) = make_project(&store, "ann", "q").await;
+    let (blob, original) = add_blob_file(&store, &root, "a.txt", 3).await;
+    let mut copy = FileRec::new("ann/q", Some(&other_root.id), "a.txt", false);
+    copy.size = Some(3);
+    copy.blob_id = Some(blob.id.clone());
+    store.create_file(&copy).await.unwrap();
+
+    store.delete_file(&original.id).await.unwrap();
+    assert!(
+        store.doomed_blobs(10).await.unwrap().is_empty(),
+        "the copy still holds the bytes"
+    );
+    assert_eq!(
+        store.platform_bytes().await.unwrap(),
+        vec![("ann/q".to_string(), 3)]
+    );
+    store.delete_file(&copy.id).await.unwrap();
+    assert_eq!(store.doomed_blobs(10).await.unwrap(), vec![blob.id.clone()]);
+    assert_eq!(
+        store.doomed_blobs(10).await.unwrap(),
+        vec![blob.id.clone()],
+        "doomed until forgotten"
+    );
+
+    let mut late = FileRec::new("ann/q", Some(&other_root.id), "late.txt", false);
+    late.blob_id = Some(blob.id.clone());
+    assert!(
+        matches!(store.create_file(&late).await, Err(StoreError::NotFound)),
+        "a doomed blob cannot be shared again"
+    );
+    store.forget_blob(&blob.id).await.unwrap();
+    assert!(store.doomed_blobs(10).await.unwrap().is_empty());
+}
+
+async fn uploads_complete_and_expire(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (old_blob, old) = add_blob_file(&store, &root, "f.txt", 1).await;
+    let now = now_ms();
+    let upload = Upload {
+        id: "up1".into(),
+        owner: "ann".into(),
+        project_id: "ann/p".into(),
+        parent_id: root.id.clone(),
+        name: "f.txt".into(),
+        size: 10,
+        part_size: 5,
+        overwrite: true,
+        created_at: now,
+        expires_at: now + 60_000,
+    };
+    store.create_upload(&upload).await.unwrap();
+    let part = |n, etag: &str| Part {
+        part_number: n,
+        size: 5,
+        etag: etag.into(),
+    };
+    assert!(store
+        .put_part("up1", &part(2, "x"), now + 60_000)
+        .await
+        .unwrap());
+    assert!(store
+        .put_part("up1", &part(1, "y"), now + 60_000)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .put_part("up1", &part(1, "z"), now + 60_000)
+            .await
+            .unwrap(),
+        "a part may be sent again"
+    );
+    assert!(!store.put_part("nope", &part(1, "z"), now).await.unwrap());
+    let parts = store.list_parts("up1").await.unwrap();
+    assert_eq!(
+        parts
+            .iter()
+            .map(|p| (p.part_number, p.etag.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "z"), (2, "x")]
+    );
+    assert!(store
+        .expired_uploads(now + 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.expired_uploads(now + 61_000, 10).await.unwrap()[0].id,
+        "up1"
+    );
+
+    let blob = Blob {
+        id: "up1".into(),
+        size: 10,
+        md5: "m".into(),
+        crc32c: "c".into(),
+    };
+    let mut file = FileRec::new("ann/p", Some(&root.id), "f.txt", false);
+    file.blob_id = Some("up1".into());
+    store
+        .complete_upload(Some("up1"), &blob, &file, Some(&old.id))
+        .await
+        .unwrap();
+    assert!(store.get_upload("up1").await.unwrap().is_none());
+    assert!(store.list_parts("up1").await.unwrap().is_empty());
+    assert!(
+        store.get_file(&old.id).await.unwrap().is_none(),
+        "overwrite replaced the old file"
+    );
+    assert_eq!(
+        store.doomed_blobs(10).await.unwrap(),
+        vec![old_blob.id],
+        "its bytes await the sweeper"
+    );
+    let retry = FileRec::new("ann/p", Some(&root.id), "g.txt", false);
+    assert!(matches!(
+        store
+            .complete_upload(Some("up1"), &blob, &retry, None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.get_file(&retry.id).await.unwrap().is_none());
+
+    store
+        .create_upload(&Upload {
+            id: "up2".into(),
+            ..upload.clone()
+        })
+        .await
+        .unwrap();
+    assert!(store.delete_upload("up2").await.unwrap());
+    assert!(!store.delete_upload("up2").await.unwrap());
+}
+
+async fn deleting_a_project_releases_its_blobs(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, keep_root) = make_project(&store, "ann", "keep").await;
+    let (shared, f) = add_blob_file(&store, &root, "a", 1).await;
+    let mut twin = FileRec::new("ann/p", Some(&root.id), "b", false);
+    twin.blob_id = Some(shared.id.clone());
+    store.create_file(&twin).await.unwrap();
+    let (only, _) = add_blob_file(&store, &root, "c", 1).await;
+    let mut kept = FileRec::new("ann/keep", Some(&keep_root.id), "a", false);
+    kept.blob_id = f.blob_id.clone();
+    store.create_file(&kept).await.unwrap();
+
+    store.delete_project("ann/p").await.unwrap();
+    assert!(store.get_project("ann/p").await.unwrap().is_none());
+    assert!(store.get_file(&root.id).await.unwrap().is_none());
+    assert!(store
+        .get_member(PROJECT, "ann/p", "ann")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.doomed_blobs(10).await.unwrap(),
+        vec![only.id],
+        "the shared blob is still held by ann/keep"
+    );
+    assert!(matches!(
+        store.delete_project("ann/p").await,
+        Err(StoreError::NotFound)
+    ));
+}

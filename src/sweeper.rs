@@ -1,0 +1,45 @@
+//! Frees platform bytes that no file refers to any more, and the remains of abandoned uploads.
+//! It runs after commits (woken through a `Notify`) and on a timer. Every step is idempotent:
+//! a blob is deleted from storage before its row goes, so a crash in between is retried.
+
+use crate::api::AppState;
+use crate::blob;
+use crate::util::now_ms;
+use std::sync::Arc;
+use std::time::Duration;
+
+const BATCH: i64 = 100;
+
+/// One pass over doomed blobs and expired uploads; returns how many things were freed.
+pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+    let mut freed = 0;
+    loop {
+        let doomed = state.store.doomed_blobs(BATCH).await?;
+        if doomed.is_empty() {
+            break;
+        }
+        for id in &doomed {
+            state.platform.delete(&blob::blob_key(id)).await?;
+            state.store.forget_blob(id).await?;
+            freed += 1;
+        }
+    }
+    for upload in state.store.expired_uploads(now_ms(), BATCH).await? {
+        crate::api::delete_upload_remains(state, &upload).await?;
+        freed += 1;
+    }
+    Ok(freed)
+}
+
+/// Runs the sweeper until the process ends.
+pub async fn run(state: Arc<AppState>, every: Duration) {
+    loop {
+        if let Err(e) = sweep_once(&state).await {
+            tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry");
+        }
+        tokio::select! {
+            _ = state.sweep.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

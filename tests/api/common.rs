@@ -1,0 +1,233 @@
+use egress::server::{self, Config, Running};
+use egress::store::User;
+use egress::util::{now_ms, token_hash};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub struct TestServer {
+    pub running: Running,
+    pub base: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new("127.0.0.1:0", dir.path());
+        tune(&mut config);
+        let running = server::start(config).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        Self {
+            running,
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Creates a user and returns its token.
+    pub async fn user(&self, name: &str) -> String {
+        let token = egress::util::new_token();
+        let user = User {
+            username: name.into(),
+            email: format!("{name}@example.org"),
+            is_admin: false,
+            created_at: now_ms(),
+        };
+        self.running
+            .state
+            .store
+            .create_user(&user, &token_hash(&token))
+            .await
+            .unwrap();
+        token
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("X-SBG-Auth-Token", token);
+        // The official client sends a JSON `null` body even on GET.
+        req = req
+            .header("content-type", "application/json")
+            .body(match body {
+                Some(b) => b.to_string(),
+                None => "null".to_string(),
+            });
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Reply {
+        self.call(Method::GET, token, path, None).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, token, path, Some(body)).await
+    }
+
+    /// Creates a project and returns its JSON.
+    pub async fn project(&self, token: &str, name: &str) -> Value {
+        let r = self
+            .post(token, "/v2/projects", json!({"name": name}))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body
+    }
+
+    /// Uploads `bytes` as one file through the multipart protocol and returns the file JSON.
+    pub async fn upload(&self, token: &str, project: &str, name: &str, bytes: &[u8]) -> Value {
+        let init = self
+            .post(token, "/v2/upload/multipart", json!({"project": project, "name": name, "size": bytes.len(), "part_size": 5 * 1024 * 1024}))
+            .await;
+        assert_eq!(init.status, 200, "{:?}", init.body);
+        let id = init.body["upload_id"].as_str().unwrap().to_string();
+        let part_size = init.body["part_size"].as_u64().unwrap() as usize;
+        let chunks: Vec<&[u8]> = if bytes.is_empty() {
+            vec![&[]]
+        } else {
+            bytes.chunks(part_size).collect()
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            let n = i + 1;
+            let url = self
+                .get(token, &format!("/v2/upload/multipart/{id}/part/{n}"))
+                .await
+                .body["url"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let put = self
+                .http
+                .put(&url)
+                .body(chunk.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(put.status(), 200);
+            let etag = put.headers()["etag"]
+                .to_str()
+                .unwrap()
+                .trim_matches('"')
+                .to_string();
+            let report = self
+                .post(
+                    token,
+                    &format!("/v2/upload/multipart/{id}/part/"),
+                    json!({"part_number": n, "response": {"headers": {"ETag": etag}}}),
+                )
+                .await;
+            assert_eq!(report.status, 200, "{:?}", report.body);
+        }
+        let done = self
+            .call(
+                Method::POST,
+                token,
+                &format!("/v2/upload/multipart/{id}/complete"),
+                None,
+            )
+            .await;
+        assert_eq!(done.status, 200, "{:?}", done.body);
+        done.body
+    }
+
+    /// Downloads a file through its signed URL, with an optional Range header.
+    pub async fn download(
+        &self,
+        token: &str,
+        file_id: &str,
+        range: Option<&str>,
+    ) -> reqwest::Response {
+        let info = self
+            .get(token, &format!("/v2/files/{file_id}/download_info"))
+            .await;
+        assert_eq!(info.status, 200, "{:?}", info.body);
+        let mut req = self.http.get(info.body["url"].as_str().unwrap());
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Runs one sweep now instead of waiting for the background one.
+    pub async fn sweep(&self) {
+        egress::sweeper::sweep_once(&self.running.state)
+            .await
+            .unwrap();
+    }
+
+    /// Every regular file under the platform storage folder, relative to it.
+    pub fn stored_objects(&self) -> Vec<String> {
+        let root = self.data_dir().join("platform");
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Asserts an SBG error body with this status and code.
+pub fn assert_error(r: &Reply, status: u16, code: u64) {
+    assert_eq!(r.status.as_u16(), status, "{:?}", r.body);
+    assert_eq!(r.body["status"], status, "{:?}", r.body);
+    assert_eq!(r.body["code"], code, "{:?}", r.body);
+    assert!(
+        r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{:?}",
+        r.body
+    );
+    assert!(r.body["more_info"].is_string(), "{:?}", r.body);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server on a loopback port, a fresh SQLite store and data dir per
+//! test, driven over HTTP.
+
+mod common;
+mod files;
+mod projects;
+mod uploads;
+mod wire;
