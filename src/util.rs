@@ -20,7 +20,7 @@ pub fn format_ms(ms: i64) -> String {
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    rand::rng().fill(&mut bytes[..]);
+    rand::thread_rng().fill(&mut bytes[..]);
     hex::encode(bytes)
 }
 

