@@ -2,9 +2,11 @@
 //! so a newcomer sees the API work with one command.
 
 use crate::api::{create_project, store_bytes, AppState};
-use crate::store::{StoreError, User};
+use crate::store::{StoreError, User, VolumeRec};
 use crate::util::{now_ms, token_hash};
+use crate::volume::{Service, ServiceKind};
 use anyhow::Result;
+use std::path::Path;
 
 pub const DEMO_USER: &str = "demo";
 /// Known on purpose: the demo is for trying Egress locally, never for real data.
@@ -17,8 +19,11 @@ const SAMPLES: &[(&str, &str)] = &[
     ("reads.fastq", "@read1\nGATTTGGGGTTCAAAGCAGTATCGATCAAATAGTAAATCCATTTGTTCAACTCACAGTTT\n+\n!''*((((***+))%%%++)(%%%%).1***-+*''))**55CCF>>>>>>CCCCCCC65\n"),
 ];
 
-/// Creates the demo user and project on first start; later starts find them and do nothing.
-pub async fn setup(state: &AppState) -> Result<()> {
+pub const DEMO_VOLUME: &str = "demo_volume";
+
+/// Creates the demo user, project and a local volume on first start; later starts find them
+/// and do nothing.
+pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
     let user = User {
         username: DEMO_USER.into(),
         email: "demo@example.org".into(),
@@ -49,6 +54,32 @@ pub async fn setup(state: &AppState) -> Result<()> {
     for (name, text) in SAMPLES {
         store_bytes(state, &root, name, text.as_bytes().to_vec()).await?;
     }
+    let folder = data_dir.join("demo-volume");
+    std::fs::create_dir_all(&folder)?;
+    let id = format!("{DEMO_USER}/{DEMO_VOLUME}");
+    let now = now_ms();
+    let volume = VolumeRec {
+        id: id.clone(),
+        owner: DEMO_USER.into(),
+        name: DEMO_VOLUME.into(),
+        description: Some("A local folder standing in for an S3 bucket.".into()),
+        access_mode: "RW".into(),
+        active: true,
+        service: Service {
+            kind: ServiceKind::Local,
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            credential_id: String::new(),
+            root: std::fs::canonicalize(&folder)?.display().to_string(),
+            properties: Default::default(),
+        },
+        secret: state.secrets.seal("", &id),
+        created_at: now,
+        modified_at: now,
+    };
+    state.store.create_volume(&volume).await?;
     Ok(())
 }
 

@@ -86,6 +86,16 @@ struct ServeArgs {
     /// Log lines as JSON.
     #[arg(long, env = "EGRESS_LOG_JSON")]
     log_json: bool,
+    /// URL prefix of an S3 endpoint volumes may use (repeatable); default: AWS S3 over https only.
+    #[arg(
+        long = "allow-endpoint",
+        env = "EGRESS_ALLOW_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    allow_endpoints: Vec<String>,
+    /// Allow volumes of type `local` (a folder on this server).
+    #[arg(long, env = "EGRESS_ALLOW_LOCAL_VOLUMES")]
+    allow_local_volumes: bool,
     /// Create a demo user and project on first start, and print commands to try.
     #[arg(long, env = "EGRESS_DEMO")]
     demo: bool,
@@ -187,6 +197,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.url_ttl = Duration::from_secs(args.url_ttl);
     config.sweep_interval = Duration::from_secs(args.sweep_interval.max(1));
     config.demo = args.demo;
+    config.volume_policy = egress::volume::VolumePolicy {
+        allow_endpoints: args
+            .allow_endpoints
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .collect(),
+        // The demo exports to a local volume, so no cloud is needed to try it.
+        allow_local: args.allow_local_volumes || args.demo,
+    };
     let running = server::start(config).await?;
     tracing::info!(addr = %running.addr, engine = running.state.store.engine(), "egress is serving");
     if args.demo {

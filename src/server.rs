@@ -30,6 +30,7 @@ pub struct Config {
     pub upload_ttl: Duration,
     pub sweep_interval: Duration,
     pub demo: bool,
+    pub volume_policy: crate::volume::VolumePolicy,
 }
 
 impl Config {
@@ -50,6 +51,7 @@ impl Config {
             upload_ttl: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_secs(30),
             demo: false,
+            volume_policy: Default::default(),
         }
     }
 
@@ -129,9 +131,12 @@ pub async fn start(config: Config) -> Result<Running> {
             upload_ttl: config.upload_ttl,
         },
         sweep: Arc::new(Notify::new()),
+        secrets: crate::secret_box::SecretBox::new(&key.0),
+        volume_policy: config.volume_policy.clone(),
+        volume_clients: Default::default(),
     });
     if config.demo {
-        crate::demo::setup(&state).await?;
+        crate::demo::setup(&state, &config.data_dir).await?;
     }
     let sweeper = tokio::spawn(sweeper::run(state.clone(), config.sweep_interval));
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

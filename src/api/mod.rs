@@ -10,6 +10,7 @@ mod transfer;
 mod uploads;
 mod users;
 mod views;
+mod volumes;
 pub mod wire;
 
 pub use access::Need;
@@ -17,10 +18,13 @@ pub use projects::create_project;
 pub use ratelimit::RateLimiter;
 pub use uploads::{delete_upload_remains, store_bytes};
 
+use crate::blob::volume::VolumeClients;
 use crate::blob::DynObjectStore;
 use crate::error::ApiError;
+use crate::secret_box::SecretBox;
 use crate::signing::UrlSigner;
 use crate::store::DynStore;
+use crate::volume::VolumePolicy;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
@@ -57,6 +61,10 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Wakes the sweeper after a commit that may have released platform bytes.
     pub sweep: Arc<Notify>,
+    /// Seals and opens volume credentials.
+    pub secrets: SecretBox,
+    pub volume_policy: VolumePolicy,
+    pub volume_clients: VolumeClients,
 }
 
 impl AppState {
@@ -78,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(projects::routes())
         .merge(files::routes())
         .merge(uploads::routes())
+        .merge(volumes::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings.request_timeout,

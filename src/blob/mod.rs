@@ -3,10 +3,11 @@
 mod checksum;
 mod local;
 mod s3;
+pub mod volume;
 
 pub use checksum::{Checksums, Hasher};
 pub use local::LocalStore;
-pub use s3::{S3Location, S3Store};
+pub use s3::{build_client, S3Location, S3Store};
 
 use anyhow::Result;
 use async_trait::async_trait;

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// A folder that still has children cannot be deleted.
     #[error("folder is not empty")]
     NotEmpty,
+    /// Something still refers to the row (aliases pointing into a volume).
+    #[error("still in use")]
+    InUse,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -35,6 +38,7 @@ impl From<StoreError> for crate::error::ApiError {
             StoreError::NotEmpty => {
                 Self::new(400, 5021, "Deleting non-empty folders is not supported.")
             }
+            StoreError::InUse => Self::conflict("The resource is still in use."),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -194,6 +198,24 @@ pub struct Blob {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VolumeRec {
+    /// `owner/name`.
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `RW` or `RO`.
+    pub access_mode: String,
+    pub active: bool,
+    #[sqlx(json)]
+    pub service: crate::volume::Service,
+    /// The sealed secret half of the credentials.
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Upload {
     pub id: String,
     pub owner: String,
@@ -267,6 +289,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<Member>, i64)>;
     async fn put_member(&self, member: &Member) -> Result<()>;
     async fn delete_member(&self, kind: &str, resource_id: &str, username: &str) -> Result<bool>;
+
+    // Volumes; the creator becomes an admin member.
+    async fn create_volume(&self, volume: &VolumeRec) -> Result<(), StoreError>;
+    async fn get_volume(&self, id: &str) -> Result<Option<VolumeRec>>;
+    /// Volumes `username` is a member of.
+    async fn list_volumes(&self, username: &str, page: Page) -> Result<(Vec<VolumeRec>, i64)>;
+    async fn update_volume(&self, volume: &VolumeRec) -> Result<(), StoreError>;
+    /// Deletes a volume and its members; `InUse` while aliases point into it.
+    async fn delete_volume(&self, id: &str) -> Result<(), StoreError>;
 
     // Files and folders.
     async fn get_file(&self, id: &str) -> Result<Option<FileRec>>;

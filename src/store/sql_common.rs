@@ -5,7 +5,7 @@
 
 use crate::store::{
     classify, Blob, FileFilter, FileRec, Member, Page, Part, Project, Store, StoreError, Upload,
-    User,
+    User, VolumeRec,
 };
 use anyhow::Result;
 use async_trait::async_trait;
@@ -15,6 +15,9 @@ use sqlx::QueryBuilder;
 const FILE_SELECT: &str = "SELECT f.id, f.project_id, f.parent_id, f.name, f.is_folder, f.size, \
      f.blob_id, f.volume_id, f.location, f.is_public, f.metadata, f.tags, f.created_at, \
      f.modified_at, b.md5, b.crc32c FROM files f LEFT JOIN blobs b ON b.id = f.blob_id";
+
+const VOLUME_COLUMNS: &str = "v.id, v.owner, v.name, v.description, v.access_mode, v.active, \
+     v.service, v.secret, v.created_at, v.modified_at";
 
 const PROJECT_COLUMNS: &str = "p.id, p.owner, p.name, p.description, p.billing_group, p.category, \
      p.tags, p.settings, p.root_folder, p.is_public, p.created_by, p.created_at, p.modified_at";
@@ -334,6 +337,104 @@ impl Store for This {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_volume(&self, v: &VolumeRec) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO volumes (id, owner, name, description, access_mode, active, service, secret, \
+             created_at, modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&v.id)
+        .bind(&v.owner)
+        .bind(&v.name)
+        .bind(&v.description)
+        .bind(&v.access_mode)
+        .bind(v.active)
+        .bind(Json(&v.service))
+        .bind(&v.secret)
+        .bind(v.created_at)
+        .bind(v.modified_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO members (kind, resource_id, username, read, copy, write, execute, admin) \
+             VALUES ($1, $2, $3, TRUE, TRUE, TRUE, FALSE, TRUE)",
+        )
+        .bind(crate::store::VOLUME)
+        .bind(&v.id)
+        .bind(&v.owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_volume(&self, id: &str) -> Result<Option<VolumeRec>> {
+        Ok(sqlx::query_as(&format!("SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_volumes(&self, username: &str, page: Page) -> Result<(Vec<VolumeRec>, i64)> {
+        let from = "FROM members m JOIN volumes v ON v.id = m.resource_id \
+             WHERE m.kind = 'volume' AND m.username = $1";
+        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {from}"))
+            .bind(username)
+            .fetch_one(&self.pool)
+            .await?;
+        let items = sqlx::query_as(&format!(
+            "SELECT {VOLUME_COLUMNS} {from} ORDER BY v.created_at, v.id LIMIT $2 OFFSET $3"
+        ))
+        .bind(username)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((items, total))
+    }
+
+    async fn update_volume(&self, v: &VolumeRec) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE volumes SET description = $1, access_mode = $2, active = $3, service = $4, \
+             secret = $5, modified_at = $6 WHERE id = $7",
+        )
+        .bind(&v.description)
+        .bind(&v.access_mode)
+        .bind(v.active)
+        .bind(Json(&v.service))
+        .bind(&v.secret)
+        .bind(v.modified_at)
+        .bind(&v.id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_volume(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let alias: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE volume_id = $1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if alias.is_some() {
+            return Err(StoreError::InUse);
+        }
+        let gone = sqlx::query("DELETE FROM volumes WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM members WHERE kind = 'volume' AND resource_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_file(&self, id: &str) -> Result<Option<FileRec>> {

@@ -1,0 +1,461 @@
+//! Volume backends: the user's S3 bucket (any S3-compatible endpoint), or a local folder.
+//! Keys here are full object keys (prefix included); callers build them with `volume::object_key`.
+
+use super::s3::build_client;
+use crate::store::VolumeRec;
+use crate::volume::{Service, ServiceKind};
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::Client;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+/// A failed call to a volume, classified so callers can decide: retry, or tell the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeError {
+    /// The S3 error code (`AccessDenied`, `NoSuchBucket`…) or a transport description.
+    pub code: String,
+    pub status: Option<u16>,
+    pub retryable: bool,
+}
+
+impl std::fmt::Display for VolumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "{} (HTTP {s})", self.code),
+            None => f.write_str(&self.code),
+        }
+    }
+}
+
+impl std::error::Error for VolumeError {}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeTooSkewed",
+];
+
+/// Classifies an SDK error: timeouts, transport failures, 5xx and throttling are retryable;
+/// everything the user must fix (access, missing bucket, bad key…) is not.
+pub fn classify<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> VolumeError {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match err {
+        SdkError::TimeoutError(_) => VolumeError {
+            code: "Timeout".into(),
+            status,
+            retryable: true,
+        },
+        SdkError::DispatchFailure(_) => VolumeError {
+            code: "ConnectionFailed".into(),
+            status,
+            retryable: true,
+        },
+        SdkError::ResponseError(_) => VolumeError {
+            code: "BadResponse".into(),
+            status,
+            retryable: true,
+        },
+        SdkError::ConstructionFailure(_) => VolumeError {
+            code: "InvalidRequest".into(),
+            status,
+            retryable: false,
+        },
+        _ => {
+            let code = err
+                .code()
+                .map(str::to_string)
+                .unwrap_or_else(|| match status {
+                    Some(404) => "NotFound".into(),
+                    Some(403) => "AccessDenied".into(),
+                    Some(s) => format!("HTTP{s}"),
+                    None => "Unknown".into(),
+                });
+            let retryable =
+                status.is_some_and(|s| s >= 500) || RETRYABLE_CODES.contains(&code.as_str());
+            VolumeError {
+                code,
+                status,
+                retryable,
+            }
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> VolumeError {
+    let code = match e.kind() {
+        std::io::ErrorKind::NotFound => "NoSuchKey",
+        std::io::ErrorKind::PermissionDenied => "AccessDenied",
+        _ => "IoError",
+    };
+    VolumeError {
+        code: code.into(),
+        status: None,
+        retryable: false,
+    }
+}
+
+/// What a volume says about one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: i64,
+    pub etag: Option<String>,
+    pub last_modified: Option<i64>,
+    pub content_type: Option<String>,
+    pub sse_algorithm: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+    pub user_metadata: HashMap<String, String>,
+}
+
+impl ObjectInfo {
+    fn new(key: String, size: i64) -> Self {
+        Self {
+            key,
+            size,
+            etag: None,
+            last_modified: None,
+            content_type: None,
+            sse_algorithm: None,
+            kms_key_id: None,
+            storage_class: None,
+            user_metadata: HashMap::new(),
+        }
+    }
+
+    /// The `metadata` object of a VolumeObject.
+    pub fn metadata_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("size".into(), json!(self.size));
+        m.insert("etag".into(), json!(self.etag));
+        m.insert("content_type".into(), json!(self.content_type));
+        m.insert(
+            "last_modified".into(),
+            json!(self.last_modified.map(crate::util::format_ms)),
+        );
+        m.insert("sse_algorithm".into(), json!(self.sse_algorithm));
+        m.insert("sse_aws_kms_key_id".into(), json!(self.kms_key_id));
+        m.insert("storage_class".into(), json!(self.storage_class));
+        for (k, v) in &self.user_metadata {
+            m.insert(format!("x-amz-meta-{k}"), json!(v));
+        }
+        Value::Object(m)
+    }
+}
+
+/// One page of a delimited listing.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<ObjectInfo>,
+    /// Full keys of the "sub-folders", ending with `/`.
+    pub prefixes: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+pub enum VolumeBackend {
+    S3 { client: Client, bucket: String },
+    Local { root: PathBuf },
+}
+
+/// Per-volume S3 clients, built once and reused until the endpoint, region or credentials change.
+#[derive(Default)]
+pub struct VolumeClients {
+    clients: Mutex<HashMap<String, (u64, Client)>>,
+}
+
+impl VolumeClients {
+    pub fn backend(&self, volume: &VolumeRec, secret: &str) -> Option<VolumeBackend> {
+        let service = &volume.service;
+        match service.kind {
+            ServiceKind::Gcs => None,
+            ServiceKind::Local => Some(VolumeBackend::Local {
+                root: PathBuf::from(&service.root),
+            }),
+            ServiceKind::S3 => Some(VolumeBackend::S3 {
+                client: self.client(&volume.id, service, secret),
+                bucket: service.bucket.clone(),
+            }),
+        }
+    }
+
+    fn client(&self, volume_id: &str, service: &Service, secret: &str) -> Client {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &service.endpoint,
+            &service.region,
+            &service.credential_id,
+            secret,
+        )
+            .hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((fp, client)) = clients.get(volume_id) {
+            if *fp == fingerprint {
+                return client.clone();
+            }
+        }
+        let credentials = Credentials::new(&service.credential_id, secret, None, None, "volume");
+        let client = build_client(Some(&service.endpoint), &service.region, credentials);
+        clients.insert(volume_id.to_string(), (fingerprint, client.clone()));
+        client
+    }
+
+    /// Drops a deleted volume's client.
+    pub fn forget(&self, volume_id: &str) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(volume_id);
+    }
+}
+
+/// Maps a key under a local volume's root; keys never climb out of it.
+fn local_path(root: &Path, key: &str) -> Result<PathBuf, VolumeError> {
+    let rel = Path::new(key);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(VolumeError {
+            code: "InvalidKey".into(),
+            status: None,
+            retryable: false,
+        });
+    }
+    Ok(root.join(rel))
+}
+
+impl VolumeBackend {
+    /// Can we list under `prefix`? (Read access, and the bucket exists.)
+    pub async fn probe_read(&self, prefix: &str) -> Result<(), VolumeError> {
+        match self {
+            VolumeBackend::S3 { client, bucket } => {
+                client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .max_keys(1)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                Ok(())
+            }
+            VolumeBackend::Local { root } => {
+                tokio::fs::create_dir_all(root).await.map_err(io_error)
+            }
+        }
+    }
+
+    /// Can we write under `prefix`? Writes and deletes a small probe object, with the volume's
+    /// default encryption (bucket policies may demand it).
+    pub async fn probe_write(
+        &self,
+        prefix: &str,
+        properties: &Map<String, Value>,
+    ) -> Result<(), VolumeError> {
+        let key = crate::volume::object_key(
+            prefix,
+            &format!(".egress-write-probe-{}", crate::util::random_hex(8)),
+        );
+        match self {
+            VolumeBackend::S3 { client, bucket } => {
+                let effective = crate::volume::effective_properties(properties, &Map::new());
+                let mut put = client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .body(SdkBody::from_static(b"egress"));
+                match effective["sse_algorithm"].as_str() {
+                    Some("aws:kms") => {
+                        put = put.server_side_encryption("aws:kms".into());
+                        if let Some(k) = effective["sse_aws_kms_key_id"].as_str() {
+                            put = put.ssekms_key_id(k);
+                        }
+                    }
+                    Some(alg) => put = put.server_side_encryption(alg.into()),
+                    None => {}
+                }
+                put.send().await.map_err(|e| classify(&e))?;
+                if let Err(e) = client.delete_object().bucket(bucket).key(&key).send().await {
+                    tracing::warn!(error = %classify(&e), "could not delete the write probe");
+                }
+                Ok(())
+            }
+            VolumeBackend::Local { root } => {
+                let path = local_path(root, &key)?;
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
+                }
+                tokio::fs::write(&path, b"egress").await.map_err(io_error)?;
+                let _ = tokio::fs::remove_file(&path).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Lists objects and sub-folders directly under `prefix` (delimiter `/`).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        limit: i32,
+    ) -> Result<Listing, VolumeError> {
+        match self {
+            VolumeBackend::S3 { client, bucket } => {
+                let out = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .delimiter("/")
+                    .max_keys(limit)
+                    .set_continuation_token(token.map(str::to_string))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let objects = out
+                    .contents()
+                    .iter()
+                    .map(|o| {
+                        let mut info = ObjectInfo::new(
+                            o.key().unwrap_or_default().to_string(),
+                            o.size().unwrap_or(0),
+                        );
+                        info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
+                        info.last_modified = o.last_modified().and_then(|t| t.to_millis().ok());
+                        info.storage_class = o.storage_class().map(|c| c.as_str().to_string());
+                        info
+                    })
+                    .collect();
+                let prefixes = out
+                    .common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string))
+                    .collect();
+                let next_token = if out.is_truncated() == Some(true) {
+                    out.next_continuation_token().map(str::to_string)
+                } else {
+                    None
+                };
+                Ok(Listing {
+                    objects,
+                    prefixes,
+                    next_token,
+                })
+            }
+            VolumeBackend::Local { root } => list_local(root, prefix, token, limit as usize).await,
+        }
+    }
+
+    /// Facts about one object, or `None` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, VolumeError> {
+        match self {
+            VolumeBackend::S3 { client, bucket } => {
+                match client.head_object().bucket(bucket).key(key).send().await {
+                    Ok(o) => {
+                        let mut info =
+                            ObjectInfo::new(key.to_string(), o.content_length().unwrap_or(0));
+                        info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
+                        info.last_modified = o.last_modified().and_then(|t| t.to_millis().ok());
+                        info.content_type = o.content_type().map(str::to_string);
+                        info.sse_algorithm =
+                            o.server_side_encryption().map(|s| s.as_str().to_string());
+                        info.kms_key_id = o.ssekms_key_id().map(str::to_string);
+                        info.storage_class = o.storage_class().map(|c| c.as_str().to_string());
+                        info.user_metadata = o.metadata().cloned().unwrap_or_default();
+                        Ok(Some(info))
+                    }
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+                    Err(e) => {
+                        let failure = classify(&e);
+                        if failure.status == Some(404) {
+                            Ok(None)
+                        } else {
+                            Err(failure)
+                        }
+                    }
+                }
+            }
+            VolumeBackend::Local { root } => {
+                match tokio::fs::metadata(local_path(root, key)?).await {
+                    Ok(m) if m.is_file() => {
+                        let mut info = ObjectInfo::new(key.to_string(), m.len() as i64);
+                        info.last_modified = m
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| d.as_millis() as i64);
+                        Ok(Some(info))
+                    }
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_error(e)),
+                }
+            }
+        }
+    }
+}
+
+/// A delimited listing of a local folder, in key order, paged by the last key returned.
+async fn list_local(
+    root: &Path,
+    prefix: &str,
+    token: Option<&str>,
+    limit: usize,
+) -> Result<Listing, VolumeError> {
+    let (dir_key, name_prefix) = match prefix.rfind('/') {
+        Some(i) => (&prefix[..i], &prefix[i + 1..]),
+        None => ("", prefix),
+    };
+    let dir = if dir_key.is_empty() {
+        root.to_path_buf()
+    } else {
+        local_path(root, dir_key)?
+    };
+    let mut entries = match tokio::fs::read_dir(&dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
+        Err(e) => return Err(io_error(e)),
+    };
+    let mut found: Vec<(String, Option<ObjectInfo>)> = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with(name_prefix) || name.starts_with(".egress-") {
+            continue;
+        }
+        let key = crate::volume::object_key(dir_key, &name);
+        let meta = entry.metadata().await.map_err(io_error)?;
+        if meta.is_dir() {
+            found.push((format!("{key}/"), None));
+        } else {
+            let mut info = ObjectInfo::new(key.clone(), meta.len() as i64);
+            info.last_modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64);
+            found.push((key, Some(info)));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut listing = Listing::default();
+    let after = token.unwrap_or("");
+    for (taken, (key, info)) in found.into_iter().filter(|(k, _)| k.as_str() > after).enumerate() {
+        if taken == limit {
+            listing.next_token = listing.objects.last().map(|o| o.key.clone()).max(listing.prefixes.last().cloned());
+            break;
+        }
+        match info {
+            Some(i) => listing.objects.push(i),
+            None => listing.prefixes.push(key),
+        }
+    }
+    Ok(listing)
+}

@@ -1,0 +1,634 @@
+//! Volumes without I/O: the stored service description, validation of create and update bodies,
+//! export properties, the endpoint allowlist and object-key building.
+
+use crate::error::{ApiError, ApiResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const MAX_KEY_BYTES: usize = 1024;
+pub const DEFAULT_ENDPOINT: &str = "https://s3.amazonaws.com";
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    S3,
+    Gcs,
+    Local,
+}
+
+impl ServiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::S3 => "s3",
+            ServiceKind::Gcs => "gcs",
+            ServiceKind::Local => "local",
+        }
+    }
+}
+
+/// What a volume connects to, minus its secret (which is sealed separately).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub kind: ServiceKind,
+    #[serde(default)]
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default)]
+    pub region: String,
+    /// S3 access key id, or the GCS client email: the public half of the credentials.
+    #[serde(default)]
+    pub credential_id: String,
+    /// Local volumes: the folder objects live under.
+    #[serde(default)]
+    pub root: String,
+    /// Export defaults: `sse_algorithm`, `sse_aws_kms_key_id`, `aws_canned_acl`, `aws_storage_class`.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+}
+
+/// A validated create body.
+#[derive(Debug, Clone)]
+pub struct NewVolume {
+    pub name: String,
+    pub description: Option<String>,
+    pub access_mode: String,
+    pub service: Service,
+    /// The secret half of the credentials (S3 secret key, GCS private key); empty for local.
+    pub secret: String,
+}
+
+/// Server-side rules for volumes.
+#[derive(Debug, Clone, Default)]
+pub struct VolumePolicy {
+    /// URL prefixes of S3 endpoints users may connect; empty means only AWS S3 over https.
+    pub allow_endpoints: Vec<String>,
+    pub allow_local: bool,
+}
+
+const CANNED_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+];
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "EXPRESS_ONEZONE",
+];
+const PROPERTY_KEYS: &[&str] = &[
+    "sse_algorithm",
+    "sse_aws_kms_key_id",
+    "aws_canned_acl",
+    "aws_storage_class",
+];
+
+fn invalid_service(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        400,
+        9017,
+        format!("The service object is invalid: {detail}"),
+    )
+}
+
+/// Checks export properties as given (keys optional, values strings or null).
+pub fn check_properties(props: &Map<String, Value>) -> ApiResult<()> {
+    for (key, value) in props {
+        if !PROPERTY_KEYS.contains(&key.as_str()) {
+            return Err(invalid_service(format!("unknown property '{key}'")));
+        }
+        if !(value.is_null() || value.is_string()) {
+            return Err(invalid_service(format!(
+                "property '{key}' must be a string or null"
+            )));
+        }
+    }
+    let get = |k: &str| props.get(k).and_then(Value::as_str);
+    match get("sse_algorithm") {
+        None | Some("AES256") | Some("aws:kms") => {}
+        Some(_) => return Err(ApiError::new(
+            400,
+            9023,
+            "Invalid server-side encryption selected (sse_algorithm): use AES256, aws:kms or null.",
+        )),
+    }
+    if get("sse_aws_kms_key_id").is_some_and(|k| !k.is_empty())
+        && get("sse_algorithm") != Some("aws:kms")
+    {
+        return Err(ApiError::new(
+            400,
+            9023,
+            "sse_aws_kms_key_id is only allowed with sse_algorithm aws:kms.",
+        ));
+    }
+    if let Some(acl) = get("aws_canned_acl") {
+        if !CANNED_ACLS.contains(&acl) {
+            return Err(ApiError::new(
+                400,
+                9022,
+                format!("Invalid canned ACL selected (aws_canned_acl): {acl}."),
+            ));
+        }
+    }
+    if let Some(class) = get("aws_storage_class") {
+        if !STORAGE_CLASSES.contains(&class) {
+            return Err(ApiError::new(
+                400,
+                9024,
+                format!("Invalid S3 storage class selected (aws_storage_class): {class}."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The properties an export applies: its own values over the volume's, over `AES256`. Setting
+/// `sse_algorithm` drops an inherited KMS key, which belongs to the algorithm it came with.
+pub fn effective_properties(
+    volume: &Map<String, Value>,
+    export: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("sse_algorithm".into(), Value::from("AES256"));
+    for key in &PROPERTY_KEYS[1..] {
+        out.insert((*key).into(), Value::Null);
+    }
+    for layer in [volume, export] {
+        if layer.contains_key("sse_algorithm") {
+            out.insert("sse_aws_kms_key_id".into(), Value::Null);
+        }
+        for (k, v) in layer {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Volume names: 3 to 32 English letters, digits and underscores.
+pub fn check_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() {
+        return Err(ApiError::new(
+            400,
+            9013,
+            "Volume name must not be null or an empty string.",
+        ));
+    }
+    if !(3..=32).contains(&name.len())
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(ApiError::new(
+            400,
+            9014,
+            "Volume name must consist of 3 to 32 English letters, numbers and underscores.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_access_mode(value: Option<&Value>) -> ApiResult<String> {
+    match value.and_then(Value::as_str).map(str::to_ascii_uppercase) {
+        Some(mode) if mode == "RW" || mode == "RO" => Ok(mode),
+        _ => Err(ApiError::new(
+            400,
+            9015,
+            "access_mode must be provided (either RO or RW).",
+        )),
+    }
+}
+
+/// Normalizes an S3 endpoint to `scheme://host[:port]` (a bare host means https) and checks it
+/// against the allowlist before anything connects to it.
+pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> ApiResult<String> {
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("https://{endpoint}")
+    };
+    let url = url::Url::parse(&with_scheme)
+        .map_err(|_| invalid_service("endpoint is not a valid URL"))?;
+    let host = url.host_str().unwrap_or("");
+    if !matches!(url.scheme(), "http" | "https")
+        || host.is_empty()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.path().trim_matches('/').is_empty()
+    {
+        return Err(invalid_service("endpoint must be http(s)://host[:port]"));
+    }
+    let normalized = match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    };
+    let allowed = if policy.allow_endpoints.is_empty() {
+        url.scheme() == "https"
+            && host.starts_with("s3")
+            && host.ends_with(".amazonaws.com")
+            && url.port().is_none()
+    } else {
+        policy.allow_endpoints.iter().any(|prefix| {
+            let prefix = prefix.trim_end_matches('/');
+            normalized == prefix || normalized.starts_with(&format!("{prefix}/"))
+        })
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            400,
+            9017,
+            format!("The endpoint {normalized} is not allowed on this server."),
+        ));
+    }
+    Ok(normalized)
+}
+
+fn text(obj: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid_service(format!("'{key}' must be a string"))),
+    }
+}
+
+fn required(obj: &Map<String, Value>, key: &str) -> ApiResult<String> {
+    text(obj, key)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid_service(format!("'{key}' is required")))
+}
+
+/// A volume prefix: relative, no `..`, no empty segments; outer slashes are dropped.
+pub fn normalize_prefix(prefix: &str) -> ApiResult<String> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.split('/').any(|s| s == ".." || s == ".") || trimmed.contains("//") {
+        return Err(invalid_service(
+            "prefix must not contain '.', '..' or empty segments",
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Parses the `service` object of a create body into the stored service and its secret.
+pub fn parse_service(
+    value: Option<&Value>,
+    access_mode: &str,
+    policy: &VolumePolicy,
+) -> ApiResult<(Service, String)> {
+    let obj = match value {
+        Some(Value::Object(o)) => o,
+        _ => {
+            return Err(ApiError::new(
+                400,
+                9016,
+                "The service object must be provided.",
+            ))
+        }
+    };
+    let kind = match text(obj, "type")?
+        .map(|t| t.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("s3") => ServiceKind::S3,
+        Some("gcs") => ServiceKind::Gcs,
+        Some("local") => ServiceKind::Local,
+        _ => return Err(invalid_service("type must be s3, gcs or local")),
+    };
+    let empty = Map::new();
+    let credentials = match obj.get("credentials") {
+        Some(Value::Object(c)) => c,
+        None | Some(Value::Null) => &empty,
+        Some(_) => return Err(invalid_service("credentials must be an object")),
+    };
+    let properties = match obj.get("properties") {
+        Some(Value::Object(p)) => p.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(invalid_service("properties must be an object")),
+    };
+    check_properties(&properties)?;
+    let mut service = Service {
+        kind,
+        bucket: String::new(),
+        prefix: normalize_prefix(&text(obj, "prefix")?.unwrap_or_default())?,
+        endpoint: String::new(),
+        region: text(obj, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string()),
+        credential_id: String::new(),
+        root: String::new(),
+        properties,
+    };
+    let secret = match kind {
+        ServiceKind::S3 => {
+            if credentials.contains_key("role_arn") {
+                return Err(invalid_service("role-based credentials are not supported; give access_key_id and secret_access_key"));
+            }
+            service.bucket = required(obj, "bucket")?;
+            service.endpoint = check_endpoint(
+                &text(obj, "endpoint")?.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
+                policy,
+            )?;
+            service.credential_id = required(credentials, "access_key_id")?;
+            required(credentials, "secret_access_key")?
+        }
+        ServiceKind::Gcs => {
+            if access_mode == "RW" {
+                return Err(ApiError::new(
+                    400,
+                    9057,
+                    "This environment only supports RO buckets of type GCS.",
+                ));
+            }
+            service.bucket = required(obj, "bucket")?;
+            service.credential_id = required(credentials, "client_email")?;
+            let key = required(credentials, "private_key")?;
+            if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
+                return Err(ApiError::new(
+                    400,
+                    9025,
+                    "Invalid private key given (private_key).",
+                ));
+            }
+            key
+        }
+        ServiceKind::Local => {
+            if !policy.allow_local {
+                return Err(invalid_service(
+                    "local volumes are disabled on this server (--allow-local-volumes)",
+                ));
+            }
+            let root = required(obj, "root")?;
+            if !root.starts_with('/') || root.split('/').any(|s| s == "..") {
+                return Err(invalid_service(
+                    "root must be an absolute path without '..'",
+                ));
+            }
+            service.root = root;
+            String::new()
+        }
+    };
+    Ok((service, secret))
+}
+
+/// Parses a whole create body.
+pub fn parse_new_volume(body: &Map<String, Value>, policy: &VolumePolicy) -> ApiResult<NewVolume> {
+    let name = match body.get("name") {
+        Some(Value::String(n)) => n.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => return Err(ApiError::new(400, 9014, "Volume name must be a string.")),
+    };
+    check_name(&name)?;
+    let access_mode = parse_access_mode(body.get("access_mode"))?;
+    let description = text(body, "description")
+        .map_err(|_| ApiError::bad_request("description must be a string"))?;
+    let (service, secret) = parse_service(body.get("service"), &access_mode, policy)?;
+    Ok(NewVolume {
+        name,
+        description,
+        access_mode,
+        service,
+        secret,
+    })
+}
+
+/// Checks an export or import location: not empty, no leading `/`, no `.` or `..` segment.
+pub fn check_location(location: &str) -> ApiResult<()> {
+    let bad = |why: &str| ApiError::new(400, 9011, format!("Invalid location: {why}."));
+    if location.is_empty() {
+        return Err(bad("it must not be empty"));
+    }
+    if location.starts_with('/') {
+        return Err(bad("it must be relative to the volume (no leading '/')"));
+    }
+    if location.split('/').any(|s| s == ".." || s == ".") {
+        return Err(bad("'.' and '..' segments are not allowed"));
+    }
+    if location.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// The object key for a volume-relative location: the prefix joined with one `/`.
+pub fn object_key(prefix: &str, location: &str) -> String {
+    if prefix.is_empty() {
+        location.to_string()
+    } else {
+        format!("{prefix}/{location}")
+    }
+}
+
+/// The key for `location`, checked and at most 1024 bytes long.
+pub fn checked_key(prefix: &str, location: &str) -> ApiResult<String> {
+    check_location(location)?;
+    let key = object_key(prefix, location);
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::new(
+            400,
+            9011,
+            format!(
+                "Invalid location: the object key would be {} bytes; the limit is {MAX_KEY_BYTES}.",
+                key.len()
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn props(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn property_rules() {
+        assert!(check_properties(&props(json!({"sse_algorithm": "AES256", "aws_canned_acl": "private", "aws_storage_class": "GLACIER"}))).is_ok());
+        assert!(check_properties(&props(
+            json!({"sse_algorithm": "aws:kms", "sse_aws_kms_key_id": "k"})
+        ))
+        .is_ok());
+        assert!(check_properties(&props(json!({"sse_algorithm": null}))).is_ok());
+        assert_eq!(
+            check_properties(&props(json!({"sse_algorithm": "rot13"})))
+                .unwrap_err()
+                .code,
+            9023
+        );
+        assert_eq!(
+            check_properties(&props(
+                json!({"sse_algorithm": "AES256", "sse_aws_kms_key_id": "k"})
+            ))
+            .unwrap_err()
+            .code,
+            9023
+        );
+        assert_eq!(
+            check_properties(&props(json!({"sse_aws_kms_key_id": "k"})))
+                .unwrap_err()
+                .code,
+            9023
+        );
+        assert_eq!(
+            check_properties(&props(json!({"aws_canned_acl": "everyone"})))
+                .unwrap_err()
+                .code,
+            9022
+        );
+        assert_eq!(
+            check_properties(&props(json!({"aws_storage_class": "COLD"})))
+                .unwrap_err()
+                .code,
+            9024
+        );
+        assert_eq!(
+            check_properties(&props(json!({"bogus": "x"})))
+                .unwrap_err()
+                .code,
+            9017
+        );
+    }
+
+    #[test]
+    fn effective_properties_layer() {
+        let none = Map::new();
+        let e = effective_properties(&none, &none);
+        assert_eq!(e["sse_algorithm"], "AES256");
+        assert!(e["aws_canned_acl"].is_null());
+        let vol = props(
+            json!({"sse_algorithm": "aws:kms", "sse_aws_kms_key_id": "k1", "aws_canned_acl": "private"}),
+        );
+        let e = effective_properties(&vol, &props(json!({"aws_storage_class": "STANDARD_IA"})));
+        assert_eq!(
+            (
+                e["sse_algorithm"].as_str(),
+                e["sse_aws_kms_key_id"].as_str()
+            ),
+            (Some("aws:kms"), Some("k1"))
+        );
+        assert_eq!(e["aws_storage_class"], "STANDARD_IA");
+        let e = effective_properties(&vol, &props(json!({"sse_algorithm": "AES256"})));
+        assert!(
+            e["sse_aws_kms_key_id"].is_null(),
+            "the KMS key went with its algorithm"
+        );
+        assert_eq!(e["aws_canned_acl"], "private");
+        let e = effective_properties(&vol, &props(json!({"sse_algorithm": null})));
+        assert!(e["sse_algorithm"].is_null());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("my_volume_1").is_ok());
+        assert_eq!(check_name("").unwrap_err().code, 9013);
+        for bad in ["my-volume", "ab", &"x".repeat(33), "vol ume", "vølume"] {
+            assert_eq!(check_name(bad).unwrap_err().code, 9014, "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        let aws = VolumePolicy::default();
+        assert_eq!(
+            check_endpoint("s3.amazonaws.com", &aws).unwrap(),
+            "https://s3.amazonaws.com"
+        );
+        assert!(check_endpoint("https://s3.eu-west-1.amazonaws.com", &aws).is_ok());
+        for bad in [
+            "http://s3.amazonaws.com",
+            "https://169.254.169.254",
+            "http://127.0.0.1:5000",
+            "https://evil.com/s3.amazonaws.com",
+            "https://s3.amazonaws.com.evil.com",
+        ] {
+            assert!(check_endpoint(bad, &aws).is_err(), "{bad}");
+        }
+        let local = VolumePolicy {
+            allow_endpoints: vec!["http://127.0.0.1:5000".into()],
+            allow_local: false,
+        };
+        assert_eq!(
+            check_endpoint("http://127.0.0.1:5000/", &local).unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert!(check_endpoint("http://127.0.0.1:50001", &local).is_err());
+        assert!(check_endpoint("http://user:pw@127.0.0.1:5000", &local).is_err());
+        assert!(
+            check_endpoint("s3.amazonaws.com", &local).is_err(),
+            "an explicit allowlist replaces the default"
+        );
+    }
+
+    #[test]
+    fn locations_and_keys() {
+        assert_eq!(checked_key("pre", "a/b.txt").unwrap(), "pre/a/b.txt");
+        assert_eq!(checked_key("", "a.txt").unwrap(), "a.txt");
+        for bad in ["", "/a", "a/../b", "..", "./a", "a\nb"] {
+            assert!(checked_key("pre", bad).is_err(), "{bad:?}");
+        }
+        assert!(checked_key("", &"k".repeat(1024)).is_ok());
+        assert!(
+            checked_key("p", &"k".repeat(1023)).is_err(),
+            "the prefix counts toward 1024 bytes"
+        );
+        assert_eq!(normalize_prefix("/a/b/").unwrap(), "a/b");
+        assert!(normalize_prefix("a/../b").is_err());
+    }
+
+    #[test]
+    fn services() {
+        let policy = VolumePolicy {
+            allow_endpoints: vec!["http://127.0.0.1:5000".into()],
+            allow_local: false,
+        };
+        let s3 = json!({"type": "S3", "bucket": "b", "endpoint": "http://127.0.0.1:5000", "credentials": {"access_key_id": "AK", "secret_access_key": "SK"}});
+        let (svc, secret) = parse_service(Some(&s3), "RW", &policy).unwrap();
+        assert_eq!(
+            (
+                svc.kind,
+                svc.credential_id.as_str(),
+                secret.as_str(),
+                svc.region.as_str()
+            ),
+            (ServiceKind::S3, "AK", "SK", "us-east-1")
+        );
+        let gcs = json!({"type": "gcs", "bucket": "b", "credentials": {"client_email": "e", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
+        assert_eq!(
+            parse_service(Some(&gcs), "RW", &policy).unwrap_err().code,
+            9057
+        );
+        assert_eq!(
+            parse_service(Some(&gcs), "RO", &policy).unwrap().0.kind,
+            ServiceKind::Gcs
+        );
+        assert_eq!(
+            parse_service(Some(&json!({"type": "azure"})), "RO", &policy)
+                .unwrap_err()
+                .code,
+            9017
+        );
+        assert_eq!(parse_service(None, "RO", &policy).unwrap_err().code, 9016);
+        assert_eq!(
+            parse_service(
+                Some(&json!({"type": "local", "root": "/tmp"})),
+                "RW",
+                &policy
+            )
+            .unwrap_err()
+            .code,
+            9017
+        );
+    }
+}
