@@ -370,8 +370,11 @@ class RcloneSide:
         cmd = [self.rclone, "--config", str(self.config), verb, src, dst,
                "--transfers", str(transfers), "--checkers", str(self.checkers),
                "--stats", "0", "--log-level", "NOTICE", "--log-file", str(self.log_path)]
+        # AWS_* variables (a CA bundle, a profile) would only change how rclone talks to real AWS,
+        # and AWS_CA_BUNDLE even stops it from starting: everything here is plain HTTP on loopback.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod blob;
 pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod secret_box;
 pub mod secret_key;

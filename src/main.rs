@@ -96,6 +96,27 @@ struct ServeArgs {
     /// Allow volumes of type `local` (a folder on this server).
     #[arg(long, env = "EGRESS_ALLOW_LOCAL_VOLUMES")]
     allow_local_volumes: bool,
+    /// Export jobs this process runs at once.
+    #[arg(long, env = "EGRESS_WORKERS", default_value_t = 16)]
+    workers: usize,
+    /// Largest object copied with one server-side CopyObject; above it, multipart copy.
+    #[arg(long, env = "EGRESS_MULTIPART_COPY_CUTOFF", default_value_t = 5 * 1024 * 1024 * 1024)]
+    multipart_copy_cutoff: u64,
+    /// Part size of multipart copies and streamed uploads (at least 5 MiB).
+    #[arg(long, env = "EGRESS_PART_SIZE", default_value_t = 16 * 1024 * 1024)]
+    part_size: u64,
+    /// Seconds a claimed job's lease lasts; workers renew it while they copy.
+    #[arg(long, env = "EGRESS_LEASE_SECS", default_value_t = 30)]
+    lease_secs: u64,
+    /// Attempts per job before a retryable failure becomes final.
+    #[arg(long, env = "EGRESS_MAX_ATTEMPTS", default_value_t = 8)]
+    max_attempts: i64,
+    /// First retry delay in milliseconds; it doubles per attempt, with jitter, up to a minute.
+    #[arg(long, env = "EGRESS_RETRY_BASE_MS", default_value_t = 500)]
+    retry_base_ms: u64,
+    /// On SIGTERM, seconds running copies may take to finish.
+    #[arg(long, env = "EGRESS_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
     /// Create a demo user and project on first start, and print commands to try.
     #[arg(long, env = "EGRESS_DEMO")]
     demo: bool,
@@ -197,6 +218,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.url_ttl = Duration::from_secs(args.url_ttl);
     config.sweep_interval = Duration::from_secs(args.sweep_interval.max(1));
     config.demo = args.demo;
+    config.engine = egress::engine::EngineConfig {
+        workers: args.workers.max(1),
+        lease: Duration::from_secs(args.lease_secs.max(1)),
+        multipart_cutoff: args.multipart_copy_cutoff,
+        part_size: args.part_size.max(5 * 1024 * 1024),
+        max_attempts: args.max_attempts.max(1),
+        retry_base: Duration::from_millis(args.retry_base_ms.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        ..Default::default()
+    };
     config.volume_policy = egress::volume::VolumePolicy {
         allow_endpoints: args
             .allow_endpoints

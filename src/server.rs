@@ -31,6 +31,7 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub demo: bool,
     pub volume_policy: crate::volume::VolumePolicy,
+    pub engine: crate::engine::EngineConfig,
 }
 
 impl Config {
@@ -52,6 +53,7 @@ impl Config {
             sweep_interval: Duration::from_secs(30),
             demo: false,
             volume_policy: Default::default(),
+            engine: Default::default(),
         }
     }
 
@@ -131,6 +133,7 @@ pub async fn start(config: Config) -> Result<Running> {
             upload_ttl: config.upload_ttl,
         },
         sweep: Arc::new(Notify::new()),
+        jobs: Arc::new(Notify::new()),
         secrets: crate::secret_box::SecretBox::new(&key.0),
         volume_policy: config.volume_policy.clone(),
         volume_clients: Default::default(),
@@ -139,13 +142,22 @@ pub async fn start(config: Config) -> Result<Running> {
         crate::demo::setup(&state, &config.data_dir).await?;
     }
     let sweeper = tokio::spawn(sweeper::run(state.clone(), config.sweep_interval));
+    let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
+    let engine = tokio::spawn(
+        crate::engine::Engine::new(state.clone(), config.engine.clone()).run(engine_stopped),
+    );
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = Arc::new(Notify::new());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.notified().await })
+            .with_graceful_shutdown(async move {
+                stop.notified().await;
+                // Stop claiming at once; running copies get the grace period to finish.
+                let _ = stop_engine.send(true);
+            })
             .await;
+        let _ = engine.await;
         sweeper.abort();
         served.context("serving HTTP")
     });

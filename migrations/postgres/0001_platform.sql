@@ -63,6 +63,9 @@ CREATE TABLE files (
     is_folder   BOOLEAN NOT NULL,
     size        BIGINT,
     blob_id     TEXT REFERENCES blobs (id),
+    -- Checksums recorded when the bytes arrived; they stay when a file becomes an alias.
+    md5         TEXT,
+    crc32c      TEXT,
     volume_id   TEXT,
     location    TEXT,
     is_public   BOOLEAN NOT NULL,

@@ -74,6 +74,17 @@ impl AppState {
 
     /// Loads a file the caller may act on as `need` says (5002 / 5001).
     pub async fn file_for(&self, user: &User, id: &str, need: Need) -> ApiResult<(FileRec, Perms)> {
+        let (file, _, perms) = self.file_in_project(user, id, need).await?;
+        Ok((file, perms))
+    }
+
+    /// Like `file_for`, with the file's project.
+    pub async fn file_in_project(
+        &self,
+        user: &User,
+        id: &str,
+        need: Need,
+    ) -> ApiResult<(FileRec, Project, Perms)> {
         let file = self
             .store
             .get_file(id)
@@ -87,7 +98,7 @@ impl AppState {
         match self.project_perms(user, &project).await? {
             None => Err(ApiError::file_not_found()),
             Some(p) if !need.granted_by(p) => Err(ApiError::file_forbidden()),
-            Some(p) => Ok((file, p)),
+            Some(p) => Ok((file, project, p)),
         }
     }
 }

@@ -252,6 +252,9 @@ async fn update(
                         "The root folder cannot be renamed.",
                     ));
                 }
+                if name != file.name && state.store.moving_export(&file.id).await?.is_some() {
+                    return Err(being_moved());
+                }
                 file.name = name;
             }
             ("metadata", Value::Object(m)) => merge(&mut file.metadata, m),
@@ -273,6 +276,10 @@ async fn update(
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
     Ok(Json(views::file(state.base(), &file)))
+}
+
+fn being_moved() -> ApiError {
+    ApiError::conflict("The file is being moved by an export; wait for it to end.")
 }
 
 /// Merges `changes` into metadata; a `null` value removes the key.
@@ -315,6 +322,7 @@ async fn delete_file(state: &AppState, user: &User, id: &str) -> ApiResult<FileR
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::file_not_found(),
+            StoreError::InUse => being_moved(),
             e => e.into(),
         })?;
     state.sweep.notify_one();
@@ -526,6 +534,35 @@ async fn download_info(
             5017,
             "Downloading folders is not supported.",
         ));
+    }
+    if let Some(volume_id) = &file.volume_id {
+        // An alias: the bytes are the volume's object.
+        let volume = state
+            .store
+            .get_volume(volume_id)
+            .await?
+            .ok_or_else(super::volumes::volume_not_found)?;
+        if !volume.active {
+            return Err(super::volumes::volume_inactive());
+        }
+        let key = crate::volume::object_key(
+            &volume.service.prefix,
+            file.location.as_deref().unwrap_or_default(),
+        );
+        let backend = state.volume_backend(&volume, None)?;
+        let presigned = backend
+            .presigned_get(&key, state.settings.url_ttl)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    503,
+                    9000,
+                    format!("Could not sign a URL on the volume: {e}."),
+                )
+            })?;
+        if let Some(url) = presigned {
+            return Ok(Json(json!({ "url": url })));
+        }
     }
     Ok(Json(
         json!({"url": super::transfer::download_url(&state, &file.id)}),

@@ -2,6 +2,7 @@
 
 mod access;
 mod auth;
+mod exports;
 mod files;
 mod members;
 mod projects;
@@ -14,6 +15,7 @@ mod volumes;
 pub mod wire;
 
 pub use access::Need;
+pub use exports::render as render_export;
 pub use projects::create_project;
 pub use ratelimit::RateLimiter;
 pub use uploads::{delete_upload_remains, store_bytes};
@@ -61,6 +63,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Wakes the sweeper after a commit that may have released platform bytes.
     pub sweep: Arc<Notify>,
+    /// Wakes the engine when jobs are submitted.
+    pub jobs: Arc<Notify>,
     /// Seals and opens volume credentials.
     pub secrets: SecretBox,
     pub volume_policy: VolumePolicy,
@@ -87,6 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(files::routes())
         .merge(uploads::routes())
         .merge(volumes::routes())
+        .merge(exports::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings.request_timeout,

@@ -99,10 +99,6 @@ pub async fn download(
         .get_file(&file_id)
         .await?
         .ok_or_else(ApiError::file_not_found)?;
-    let blob_id = file
-        .blob_id
-        .as_deref()
-        .ok_or_else(ApiError::file_not_found)?;
     let size = file.size.unwrap_or(0) as u64;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
@@ -123,8 +119,10 @@ pub async fn download(
     };
     let stream = if size == 0 {
         Box::pin(futures_util::stream::empty()) as blob::ByteStream
-    } else {
+    } else if let Some(blob_id) = &file.blob_id {
         state.platform.get(&blob::blob_key(blob_id), range).await?
+    } else {
+        alias_bytes(&state, &file, range).await?
     };
     let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
@@ -149,6 +147,32 @@ pub async fn download(
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     Ok(response)
+}
+
+/// The bytes of an alias on a local volume (S3 aliases are served by presigned URLs).
+async fn alias_bytes(
+    state: &AppState,
+    file: &crate::store::FileRec,
+    range: Option<ByteRange>,
+) -> ApiResult<blob::ByteStream> {
+    let volume_id = file
+        .volume_id
+        .as_deref()
+        .ok_or_else(ApiError::file_not_found)?;
+    let volume = state
+        .store
+        .get_volume(volume_id)
+        .await?
+        .ok_or_else(ApiError::file_not_found)?;
+    let key = crate::volume::object_key(
+        &volume.service.prefix,
+        file.location.as_deref().unwrap_or_default(),
+    );
+    state
+        .volume_backend(&volume, None)?
+        .read_local(&key, range)
+        .await
+        .map_err(|e| ApiError::new(404, 9105, format!("Location on volume not found: {e}.")))
 }
 
 /// Receives one upload part: the bytes go to platform storage, their MD5 becomes the ETag.

@@ -23,19 +23,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> ApiResult<Self> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status().as_u16() == 413 {
-                ApiError::new(413, 90000, "The request body is too large.")
-            } else {
-                ApiError::bad_request(format!("Could not read the request body: {rejection}"))
-            }
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request("A JSON request body is required."));
-        }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(ApiError::invalid_json)
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// Parses a JSON request body; an empty body is refused like a malformed one.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("A JSON request body is required."));
+    }
+    serde_json::from_slice(bytes).map_err(ApiError::invalid_json)
+}
+
+/// A raw request body, for handlers that need the bytes themselves (to hash them, say).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> ApiResult<Self> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| {
+                if rejection.status().as_u16() == 413 {
+                    ApiError::new(413, 90000, "The request body is too large.")
+                } else {
+                    ApiError::bad_request(format!("Could not read the request body: {rejection}"))
+                }
+            })
     }
 }
 

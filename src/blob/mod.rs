@@ -42,6 +42,20 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Whether `key` exists (tests and sweeps use it).
     async fn exists(&self, key: &str) -> Result<bool>;
+    /// Where `key` lives when this store is an S3 bucket, so a volume on the same endpoint
+    /// can copy it server-side.
+    fn s3_source(&self, _key: &str) -> Option<S3Source> {
+        None
+    }
+}
+
+/// An object in an S3 bucket, as a CopyObject source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Source {
+    /// Normalized `scheme://host[:port]`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub key: String,
 }
 
 pub type DynObjectStore = Arc<dyn ObjectStore>;

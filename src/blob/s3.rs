@@ -221,6 +221,19 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    fn s3_source(&self, key: &str) -> Option<super::S3Source> {
+        let endpoint = self
+            .location
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| crate::volume::DEFAULT_ENDPOINT.to_string());
+        Some(super::S3Source {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            bucket: self.location.bucket.clone(),
+            key: self.location.key(key),
+        })
+    }
+
     async fn exists(&self, key: &str) -> Result<bool> {
         match self
             .client

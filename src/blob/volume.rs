@@ -221,7 +221,7 @@ impl VolumeClients {
 }
 
 /// Maps a key under a local volume's root; keys never climb out of it.
-fn local_path(root: &Path, key: &str) -> Result<PathBuf, VolumeError> {
+pub(crate) fn local_path(root: &Path, key: &str) -> Result<PathBuf, VolumeError> {
     let rel = Path::new(key);
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(VolumeError {
@@ -354,6 +354,63 @@ impl VolumeBackend {
         }
     }
 
+    /// A presigned GET of `key` for S3; `None` for backends Egress serves itself.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, VolumeError> {
+        match self {
+            VolumeBackend::S3 { client, bucket } => {
+                let config =
+                    aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(|_| {
+                        VolumeError {
+                            code: "InvalidExpiry".into(),
+                            status: None,
+                            retryable: false,
+                        }
+                    })?;
+                let request = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .presigned(config)
+                    .await
+                    .map_err(|e| classify(&e))?;
+                Ok(Some(request.uri().to_string()))
+            }
+            VolumeBackend::Local { .. } => Ok(None),
+        }
+    }
+
+    /// Reads a local volume's object (S3 objects are read through presigned URLs).
+    pub async fn read_local(
+        &self,
+        key: &str,
+        range: Option<super::ByteRange>,
+    ) -> Result<super::ByteStream, VolumeError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let VolumeBackend::Local { root } = self else {
+            return Err(VolumeError {
+                code: "NotLocal".into(),
+                status: None,
+                retryable: false,
+            });
+        };
+        let mut file = tokio::fs::File::open(local_path(root, key)?)
+            .await
+            .map_err(io_error)?;
+        Ok(match range {
+            None => Box::pin(tokio_util::io::ReaderStream::new(file)),
+            Some(r) => {
+                file.seek(std::io::SeekFrom::Start(r.start))
+                    .await
+                    .map_err(io_error)?;
+                Box::pin(tokio_util::io::ReaderStream::new(file.take(r.length())))
+            }
+        })
+    }
+
     /// Facts about one object, or `None` when it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, VolumeError> {
         match self {
@@ -447,9 +504,17 @@ async fn list_local(
     found.sort_by(|a, b| a.0.cmp(&b.0));
     let mut listing = Listing::default();
     let after = token.unwrap_or("");
-    for (taken, (key, info)) in found.into_iter().filter(|(k, _)| k.as_str() > after).enumerate() {
+    for (taken, (key, info)) in found
+        .into_iter()
+        .filter(|(k, _)| k.as_str() > after)
+        .enumerate()
+    {
         if taken == limit {
-            listing.next_token = listing.objects.last().map(|o| o.key.clone()).max(listing.prefixes.last().cloned());
+            listing.next_token = listing
+                .objects
+                .last()
+                .map(|o| o.key.clone())
+                .max(listing.prefixes.last().cloned());
             break;
         }
         match info {

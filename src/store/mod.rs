@@ -148,10 +148,8 @@ pub struct FileRec {
     pub tags: Vec<String>,
     pub created_at: i64,
     pub modified_at: i64,
-    /// Joined from the blob: recorded when the bytes arrived.
-    #[sqlx(default)]
+    /// Recorded when the bytes arrived (or read from the object, for an import).
     pub md5: Option<String>,
-    #[sqlx(default)]
     pub crc32c: Option<String>,
 }
 
@@ -227,6 +225,82 @@ pub struct Upload {
     pub overwrite: bool,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// An export job: what to copy where, and the engine's bookkeeping (lease, attempt, retry time).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExportRec {
+    /// Submission order; assigned by the database.
+    pub seq: i64,
+    pub id: String,
+    pub owner: String,
+    pub file_id: String,
+    pub volume_id: String,
+    /// Volume-relative, as submitted.
+    pub location: String,
+    /// The full key: the volume prefix joined with the location.
+    pub object_key: String,
+    /// Effective properties: the export's over the volume's over `AES256`.
+    #[sqlx(json)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub overwrite: bool,
+    pub copy_only: bool,
+    pub state: String,
+    pub error: Option<sqlx::types::Json<serde_json::Value>>,
+    pub attempt: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: i64,
+    pub next_attempt_at: i64,
+    /// A multipart upload this job started on the volume, until it completes or is aborted.
+    pub upload_id: Option<String>,
+    pub bytes_total: i64,
+    pub bytes_copied: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+pub const PENDING: &str = "PENDING";
+pub const RUNNING: &str = "RUNNING";
+pub const COMPLETED: &str = "COMPLETED";
+pub const FAILED: &str = "FAILED";
+
+/// How a claimed job ends (or pauses); every write is fenced by the attempt number.
+#[derive(Debug, Clone)]
+pub enum JobEnd {
+    /// Done. A move also turns the file into an alias and drops its blob reference.
+    Completed {
+        bytes: i64,
+        alias: Option<Alias>,
+    },
+    Failed {
+        error: serde_json::Value,
+    },
+    /// Back to the queue until `at`, with the error that caused it kept for the record.
+    Retry {
+        at: i64,
+        error: serde_json::Value,
+    },
+}
+
+/// The flip a move commits: `file_id` stops holding `blob_id` and points at the volume object.
+#[derive(Debug, Clone)]
+pub struct Alias {
+    pub file_id: String,
+    pub blob_id: String,
+    pub volume_id: String,
+    pub location: String,
+}
+
+/// The first response to a POST sent with an `Idempotency-Key`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Idempotent {
+    pub owner: String,
+    pub key: String,
+    /// A hash of the request, so a different request with the same key is refused.
+    pub request: String,
+    pub response: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -331,6 +405,51 @@ pub trait Store: Send + Sync + 'static {
         replace: Option<&str>,
     ) -> Result<(), StoreError>;
     async fn expired_uploads(&self, now: i64, limit: i64) -> Result<Vec<Upload>>;
+
+    // Export jobs.
+    /// Records jobs (and the idempotent response) in one transaction; `Conflict` when the
+    /// idempotency key was taken meanwhile.
+    async fn insert_exports(
+        &self,
+        jobs: &[ExportRec],
+        idempotent: Option<&Idempotent>,
+    ) -> Result<(), StoreError>;
+    async fn get_idempotent(&self, owner: &str, key: &str) -> Result<Option<Idempotent>>;
+    async fn get_export(&self, id: &str) -> Result<Option<ExportRec>>;
+    async fn list_exports(
+        &self,
+        owner: &str,
+        volume_id: Option<&str>,
+        states: &[String],
+        page: Page,
+    ) -> Result<(Vec<ExportRec>, i64)>;
+    /// The pending or running move export that will take this file, if any.
+    async fn moving_export(&self, file_id: &str) -> Result<Option<String>>;
+    /// `(owner, volume)` pairs with runnable jobs, oldest first; the engine shares its
+    /// workers among them so no user or volume starves the others.
+    async fn runnable_export_groups(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>>;
+    /// Claims up to `max` runnable jobs of one group, oldest first, skipping any whose
+    /// destination an earlier unfinished job still targets.
+    async fn claim_exports(
+        &self,
+        owner: &str,
+        volume_id: &str,
+        node: &str,
+        now: i64,
+        lease_until: i64,
+        max: i64,
+    ) -> Result<Vec<ExportRec>>;
+    /// Fenced writes: each returns false when the lease was lost.
+    async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool>;
+    async fn set_export_upload(
+        &self,
+        id: &str,
+        attempt: i64,
+        upload_id: Option<&str>,
+    ) -> Result<bool>;
+    async fn set_export_progress(&self, id: &str, attempt: i64, bytes: i64) -> Result<bool>;
+    async fn finish_export(&self, id: &str, attempt: i64, end: &JobEnd)
+        -> Result<bool, StoreError>;
 
     // Blob garbage collection (invariant 1): the sweeper frees only what a commit released.
     /// Marks unreferenced blobs as being deleted and returns every blob in that state.

@@ -32,4 +32,7 @@ fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, tag: &'a str) {
         .push(" AS TEXT))");
 }
 
+/// Row locking for claims; SQLite already serializes writers.
+const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+
 include!("sql_common.rs");

@@ -4,8 +4,8 @@
 // which both engines accept; the few dialect differences live in those two files.
 
 use crate::store::{
-    classify, Blob, FileFilter, FileRec, Member, Page, Part, Project, Store, StoreError, Upload,
-    User, VolumeRec,
+    classify, Blob, ExportRec, FileFilter, FileRec, Idempotent, JobEnd, Member, Page, Part,
+    Project, Store, StoreError, Upload, User, VolumeRec,
 };
 use anyhow::Result;
 use async_trait::async_trait;
@@ -13,11 +13,19 @@ use sqlx::types::Json;
 use sqlx::QueryBuilder;
 
 const FILE_SELECT: &str = "SELECT f.id, f.project_id, f.parent_id, f.name, f.is_folder, f.size, \
-     f.blob_id, f.volume_id, f.location, f.is_public, f.metadata, f.tags, f.created_at, \
-     f.modified_at, b.md5, b.crc32c FROM files f LEFT JOIN blobs b ON b.id = f.blob_id";
+     f.blob_id, f.md5, f.crc32c, f.volume_id, f.location, f.is_public, f.metadata, f.tags, \
+     f.created_at, f.modified_at FROM files f";
 
 const VOLUME_COLUMNS: &str = "v.id, v.owner, v.name, v.description, v.access_mode, v.active, \
      v.service, v.secret, v.created_at, v.modified_at";
+
+const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, location, object_key, properties, \
+     overwrite, copy_only, state, error, attempt, lease_owner, lease_expires_at, next_attempt_at, \
+     upload_id, bytes_total, bytes_copied, created_at, started_at, finished_at";
+
+/// Jobs a worker may take: queued and due, or running under a lease that expired.
+const RUNNABLE: &str = "((state = 'PENDING' AND next_attempt_at <= $1) \
+     OR (state = 'RUNNING' AND lease_expires_at < $1))";
 
 const PROJECT_COLUMNS: &str = "p.id, p.owner, p.name, p.description, p.billing_group, p.category, \
      p.tags, p.settings, p.root_folder, p.is_public, p.created_by, p.created_at, p.modified_at";
@@ -49,9 +57,9 @@ async fn insert_file(
     file: &FileRec,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO files (id, project_id, parent_id, name, is_folder, size, blob_id, volume_id, \
-         location, is_public, metadata, tags, created_at, modified_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "INSERT INTO files (id, project_id, parent_id, name, is_folder, size, blob_id, md5, crc32c, \
+         volume_id, location, is_public, metadata, tags, created_at, modified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&file.id)
     .bind(&file.project_id)
@@ -60,6 +68,8 @@ async fn insert_file(
     .bind(file.is_folder)
     .bind(file.size)
     .bind(&file.blob_id)
+    .bind(&file.md5)
+    .bind(&file.crc32c)
     .bind(&file.volume_id)
     .bind(&file.location)
     .bind(file.is_public)
@@ -81,6 +91,15 @@ async fn remove_file(tx: &mut sqlx::Transaction<'_, Db>, id: &str) -> Result<(),
             .fetch_optional(&mut **tx)
             .await?;
     let (is_folder, blob_id) = row.ok_or(StoreError::NotFound)?;
+    let moving: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM exports WHERE file_id = $1 AND NOT copy_only AND state IN ('PENDING', 'RUNNING') LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if moving.is_some() {
+        return Err(StoreError::InUse);
+    }
     if is_folder {
         let child: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE parent_id = $1 LIMIT 1")
             .bind(id)
@@ -623,6 +642,218 @@ impl Store for This {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn insert_exports(&self, jobs: &[ExportRec], idempotent: Option<&Idempotent>) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        if let Some(i) = idempotent {
+            sqlx::query("INSERT INTO idempotency (owner, key, request, response, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&i.owner)
+                .bind(&i.key)
+                .bind(&i.request)
+                .bind(&i.response)
+                .bind(i.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        for j in jobs {
+            sqlx::query(
+                "INSERT INTO exports (id, owner, file_id, volume_id, location, object_key, properties, \
+                 overwrite, copy_only, state, bytes_total, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&j.id)
+            .bind(&j.owner)
+            .bind(&j.file_id)
+            .bind(&j.volume_id)
+            .bind(&j.location)
+            .bind(&j.object_key)
+            .bind(Json(&j.properties))
+            .bind(j.overwrite)
+            .bind(j.copy_only)
+            .bind(&j.state)
+            .bind(j.bytes_total)
+            .bind(j.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_idempotent(&self, owner: &str, key: &str) -> Result<Option<Idempotent>> {
+        Ok(sqlx::query_as("SELECT owner, key, request, response, created_at FROM idempotency WHERE owner = $1 AND key = $2")
+            .bind(owner)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn get_export(&self, id: &str) -> Result<Option<ExportRec>> {
+        Ok(sqlx::query_as(&format!("SELECT {EXPORT_COLUMNS} FROM exports WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_exports(&self, owner: &str, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ExportRec>, i64)> {
+        let filter = |qb: &mut QueryBuilder<'_, Db>| {
+            qb.push(" WHERE owner = ").push_bind(owner.to_string());
+            if let Some(v) = volume_id {
+                qb.push(" AND volume_id = ").push_bind(v.to_string());
+            }
+            if !states.is_empty() {
+                qb.push(" AND state IN (");
+                let mut list = qb.separated(", ");
+                for s in states {
+                    list.push_bind(s.clone());
+                }
+                qb.push(")");
+            }
+        };
+        let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM exports");
+        filter(&mut count);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::<Db>::new(format!("SELECT {EXPORT_COLUMNS} FROM exports"));
+        filter(&mut select);
+        select.push(" ORDER BY seq DESC LIMIT ").push_bind(page.limit).push(" OFFSET ").push_bind(page.offset);
+        let items = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok((items, total))
+    }
+
+    async fn moving_export(&self, file_id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM exports WHERE file_id = $1 AND NOT copy_only AND state IN ('PENDING', 'RUNNING') LIMIT 1",
+        )
+        .bind(file_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    async fn runnable_export_groups(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT owner, volume_id FROM exports WHERE {RUNNABLE} GROUP BY owner, volume_id ORDER BY MIN(seq) LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim_exports(&self, owner: &str, volume_id: &str, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ExportRec>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let claimed = sqlx::query_as(&format!(
+            "UPDATE exports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
+             WHERE {RUNNABLE} AND seq IN (SELECT e.seq FROM exports e \
+               WHERE e.owner = $4 AND e.volume_id = $5 \
+               AND ((e.state = 'PENDING' AND e.next_attempt_at <= $1) OR (e.state = 'RUNNING' AND e.lease_expires_at < $1)) \
+               AND NOT EXISTS (SELECT 1 FROM exports o WHERE o.volume_id = e.volume_id \
+                 AND o.object_key = e.object_key AND o.seq < e.seq AND o.state IN ('PENDING', 'RUNNING')) \
+               ORDER BY e.seq LIMIT $6{CLAIM_LOCK}) \
+             RETURNING {EXPORT_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(node)
+        .bind(lease_until)
+        .bind(owner)
+        .bind(volume_id)
+        .bind(max)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE exports SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
+            .bind(lease_until)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_export_upload(&self, id: &str, attempt: i64, upload_id: Option<&str>) -> Result<bool> {
+        let done = sqlx::query("UPDATE exports SET upload_id = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
+            .bind(upload_id)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_export_progress(&self, id: &str, attempt: i64, bytes: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE exports SET bytes_copied = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
+            .bind(bytes)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_export(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool, StoreError> {
+        let now = crate::util::now_ms();
+        let mut tx = begin_write(&self.pool).await?;
+        let done = match end {
+            JobEnd::Completed { bytes, .. } => sqlx::query(
+                "UPDATE exports SET state = 'COMPLETED', bytes_copied = $3, finished_at = $4, error = NULL, \
+                 lease_owner = NULL, upload_id = NULL WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(bytes)
+            .bind(now),
+            JobEnd::Failed { error } => sqlx::query(
+                "UPDATE exports SET state = 'FAILED', error = $3, finished_at = $4, lease_owner = NULL, \
+                 upload_id = NULL WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(Json(error))
+            .bind(now),
+            JobEnd::Retry { at, error } => sqlx::query(
+                "UPDATE exports SET state = 'PENDING', error = $3, next_attempt_at = $4, lease_owner = NULL, \
+                 lease_expires_at = 0 WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(Json(error))
+            .bind(*at),
+        }
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let JobEnd::Completed { alias: Some(a), .. } = end {
+            let flipped = sqlx::query(
+                "UPDATE files SET blob_id = NULL, volume_id = $1, location = $2, modified_at = $3 \
+                 WHERE id = $4 AND blob_id = $5",
+            )
+            .bind(&a.volume_id)
+            .bind(&a.location)
+            .bind(now)
+            .bind(&a.file_id)
+            .bind(&a.blob_id)
+            .execute(&mut *tx)
+            .await?;
+            if flipped.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query("UPDATE blobs SET refs = refs - 1 WHERE id = $1")
+                .bind(&a.blob_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>> {

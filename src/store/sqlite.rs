@@ -42,4 +42,7 @@ fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Sqlite>, tag: &'a str) {
         .push(")");
 }
 
+/// Row locking for claims; SQLite already serializes writers.
+const CLAIM_LOCK: &str = "";
+
 include!("sql_common.rs");

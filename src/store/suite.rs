@@ -89,6 +89,8 @@ async fn add_blob_file(
     let mut f = FileRec::new(&parent.project_id, Some(&parent.id), name, false);
     f.size = Some(size);
     f.blob_id = Some(blob.id.clone());
+    f.md5 = Some(blob.md5.clone());
+    f.crc32c = Some(blob.crc32c.clone());
     store.complete_upload(None, &blob, &f, None).await.unwrap();
     (blob, f)
 }
@@ -315,7 +317,7 @@ async fn folders_names_and_filters(store: DynStore) {
     assert_eq!(
         (got.md5.as_deref(), got.crc32c.as_deref()),
         (Some("m"), Some("c")),
-        "checksums come from the blob"
+        "checksums are stored with the file"
     );
 
     let all = Page {

@@ -2,6 +2,7 @@
 //! test, driven over HTTP.
 
 mod common;
+mod exports;
 mod files;
 mod projects;
 mod uploads;

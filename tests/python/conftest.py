@@ -22,20 +22,30 @@ def free_port():
 
 
 class Egress:
-    def __init__(self, data_dir, extra_args=()):
+    """One `egress serve` process. `kill9()` and `restart()` stop it hard and start it again on the
+    same data dir, port and arguments, so URLs and `sbg.Api` objects stay valid across a crash."""
+
+    def __init__(self, data_dir, extra_args=(), env=None, port=None):
         self.data_dir = data_dir
-        self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(data_dir / "server.log", "wb")
-        env = dict(os.environ, EGRESS_DATA_DIR=str(data_dir), EGRESS_LOG="info")
+        self.proc = None
+        self.log = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.data_dir / "server.log", "ab")
+        env = dict(os.environ, EGRESS_DATA_DIR=str(self.data_dir), EGRESS_LOG="info", **self.extra_env)
         self.proc = subprocess.Popen(
-            [str(BINARY), "serve", "--listen", f"127.0.0.1:{self.port}", *extra_args],
+            [str(BINARY), "serve", "--listen", f"127.0.0.1:{self.port}", *self.extra_args],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_for(self.url + "/v2/", "egress (see " + str(data_dir / "server.log") + ")")
+        wait_for(self.url + "/v2/", "egress (see " + str(self.data_dir / "server.log") + ")", self.proc)
 
     def admin(self, *args):
-        env = dict(os.environ, EGRESS_DATA_DIR=str(self.data_dir))
+        env = dict(os.environ, EGRESS_DATA_DIR=str(self.data_dir), **self.extra_env)
         out = subprocess.run([str(BINARY), "admin", *args], env=env, check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
@@ -46,15 +56,32 @@ class Egress:
         self.log.flush()
         return (self.data_dir / "server.log").read_text(errors="replace")
 
-    def stop(self):
-        self.proc.terminate()
+    def kill9(self):
+        """SIGKILL: no graceful shutdown, no chance to finish or clean up anything."""
+        self.proc.kill()
         self.proc.wait(timeout=30)
         self.log.close()
 
+    def restart(self):
+        self.start()
 
-def wait_for(url, what):
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        if not self.log.closed:
+            self.log.close()
+
+
+def wait_for(url, what, proc=None):
     deadline = time.time() + 30
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
         try:
             requests.get(url, timeout=1)
             return
@@ -124,3 +151,100 @@ def egress(tmp_path_factory, moto, moto_iam):
     server = Egress(tmp_path_factory.mktemp("egress"), args)
     yield server
     server.stop()
+
+
+def start_egress(tmp_path_factory, moto, moto_iam, *extra_args, env=None, allow=()):
+    """An Egress server with extra flags and environment. Both moto endpoints are always
+    allow-listed; pass more endpoints with `allow=[url, …]`."""
+    args = ["--allow-endpoint", moto.endpoint, "--allow-endpoint", moto_iam.endpoint]
+    for url in allow:
+        args += ["--allow-endpoint", url]
+    return Egress(tmp_path_factory.mktemp("egress"), [*args, *extra_args], env=env)
+
+
+@pytest.fixture
+def egress_factory(tmp_path_factory, moto, moto_iam):
+    """`egress_factory(*flags, env=None, allow=())` starts a server; each is stopped after the test."""
+    servers = []
+
+    def start(*extra_args, env=None, allow=()):
+        server = start_egress(tmp_path_factory, moto, moto_iam, *extra_args, env=env, allow=allow)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# ---- helpers shared by the export tests ----------------------------------------------------------
+
+TERMINAL = ("COMPLETED", "FAILED")
+
+
+def poll(condition, what, timeout=60, interval=0.2):
+    """Wait until `condition()` is truthy and return its value; fail with `what` after `timeout` s."""
+    deadline = time.time() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_export(export, timeout=60):
+    """Reload a client `Export` until it is COMPLETED or FAILED."""
+    def done():
+        export.reload()
+        return export.state in TERMINAL
+    poll(done, f"export {export.id} to finish", timeout)
+    return export
+
+
+def wait_raw_export(api, export_id, timeout=60):
+    """GET /storage/exports/{id} until the job is terminal; returns the JSON body."""
+    def done():
+        body = api.get(f"/storage/exports/{export_id}").json()
+        return body if body["state"] in TERMINAL else None
+    return poll(done, f"export {export_id} to finish", timeout)
+
+
+def s3_volume_body(endpoint, key, secret, bucket, name, mode="RW", **service):
+    return {
+        "name": name,
+        "access_mode": mode,
+        "service": {
+            "type": "s3",
+            "bucket": bucket,
+            "endpoint": endpoint,
+            "credentials": {"access_key_id": key, "secret_access_key": secret},
+            **service,
+        },
+    }
+
+
+def create_volume(api, body):
+    """Volumes on an S3-compatible endpoint need `service.endpoint`, which the client's helpers
+    never send: create with a raw POST, read back with the client."""
+    data = api.post("/storage/volumes", data=body).json()
+    return api.volumes.get(data["id"])
+
+
+def upload_bytes(api, folder, project, name, data):
+    """Upload `data` as a new platform file `name` in `project` with the official client."""
+    path = Path(folder) / f"up-{time.time_ns()}-{name.replace('/', '_')}"
+    path.write_bytes(data)
+    f = api.files.upload(str(path), project=project, file_name=name, part_size=5 * 1024 * 1024).result()
+    assert f is not None, f"upload of {name} failed"
+    path.unlink()
+    return f
+
+
+def download_bytes(file, folder):
+    path = Path(folder) / f"down-{time.time_ns()}"
+    file.download(str(path))
+    data = path.read_bytes()
+    path.unlink()
+    return data

@@ -1,0 +1,388 @@
+//! Export jobs (sbg-api.md §2): single and bulk submission, get, bulk get and listing.
+//! Submission validates metadata only and records the jobs in one transaction; the engine
+//! does the copying.
+
+use super::access::Need;
+use super::auth::AuthUser;
+use super::views;
+use super::volumes::volume_inactive;
+use super::wire::{bulk_entry, check_bulk_len, list_page, parse_json, Params, RawBody};
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{ExportRec, Idempotent, StoreError, User, PENDING};
+use crate::util::{format_ms, now_ms, random_hex, sha256_hex};
+use crate::volume::{self, ServiceKind};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/storage/exports", get(list).post(create_one))
+        .route("/v2/storage/exports/", get(list).post(create_one))
+        .route("/v2/storage/exports/{id}", get(get_one))
+        .route("/v2/bulk/storage/exports/create", post(create_bulk))
+        .route("/v2/bulk/storage/exports", post(create_bulk))
+        .route("/v2/bulk/storage/exports/get", post(get_bulk))
+}
+
+type St = State<Arc<AppState>>;
+
+#[derive(Deserialize)]
+struct Source {
+    file: String,
+}
+
+#[derive(Deserialize)]
+struct Destination {
+    volume: String,
+    location: String,
+}
+
+#[derive(Deserialize)]
+struct ExportItem {
+    source: Source,
+    destination: Destination,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+#[derive(Deserialize)]
+struct BulkBody {
+    items: Vec<ExportItem>,
+}
+
+pub fn job_not_found() -> ApiError {
+    ApiError::new(404, 9008, "Requested job does not exist.")
+}
+
+/// An export id in SBG's shape: 32 alphanumeric characters.
+fn new_export_id() -> String {
+    random_hex(16)
+}
+
+/// The Export resource; `result` is the file once the job has completed.
+pub async fn render(state: &AppState, e: &ExportRec) -> ApiResult<Value> {
+    let result = if e.state == crate::store::COMPLETED {
+        state
+            .store
+            .get_file(&e.file_id)
+            .await?
+            .map(|f| views::file(state.base(), &f))
+    } else {
+        None
+    };
+    Ok(json!({
+        "href": format!("{}/v2/storage/exports/{}", state.base(), e.id),
+        "id": e.id,
+        "state": e.state,
+        "source": {"file": e.file_id},
+        "destination": {"volume": e.volume_id, "location": e.location},
+        "properties": e.properties,
+        "overwrite": e.overwrite,
+        "copy_only": e.copy_only,
+        "started_on": e.started_at.map(format_ms),
+        "finished_on": e.finished_at.map(format_ms),
+        "created_on": format_ms(e.created_at),
+        "error": e.error.as_ref().map(|j| j.0.clone()),
+        "result": result,
+        "progress": {"bytes_copied": e.bytes_copied, "bytes_total": e.bytes_total},
+    }))
+}
+
+/// Validates one item against metadata only, in the order a user would fix things: the file,
+/// the rights on it, the volume, the location, the properties.
+async fn validate(
+    state: &AppState,
+    user: &User,
+    item: ExportItem,
+    copy_only: bool,
+    taken: &mut HashSet<String>,
+) -> ApiResult<ExportRec> {
+    let (file, project, perms) = state
+        .file_in_project(user, &item.source.file, Need::Read)
+        .await?;
+    if file.is_folder
+        || file.volume_id.is_some()
+        || file.blob_id.is_none()
+        || file.is_public
+        || project.is_public
+    {
+        return Err(ApiError::new(403, 9006, "Requested file cannot be exported: folders, public files and aliases (including files already exported) stay where they are."));
+    }
+    let need = if copy_only { Need::Copy } else { Need::Write };
+    if !need.granted_by(perms) {
+        let right = if copy_only { "copy" } else { "write" };
+        return Err(ApiError::new(403, 9004, format!("Insufficient privileges to access the requested file: exporting it needs '{right}' on its project.")));
+    }
+    if taken.contains(&file.id) {
+        return Err(ApiError::conflict(
+            "Another item of this request moves the same file.",
+        ));
+    }
+    if let Some(other) = state.store.moving_export(&file.id).await? {
+        return Err(ApiError::conflict(format!(
+            "The file is being moved by export {other}; wait for it to end."
+        )));
+    }
+    let vol = state
+        .volume_for(user, &item.destination.volume, Need::Write)
+        .await?;
+    if vol.service.kind == ServiceKind::Gcs {
+        return Err(ApiError::new(400, 9027, "Export to GCS is not supported."));
+    }
+    if vol.access_mode != "RW" {
+        return Err(ApiError::new(
+            400,
+            9026,
+            "The volume is not configured for writing access (access_mode is not RW).",
+        ));
+    }
+    if !vol.active {
+        return Err(volume_inactive());
+    }
+    let object_key = volume::checked_key(&vol.service.prefix, &item.destination.location)?;
+    let given = item.properties.unwrap_or_default();
+    volume::check_properties(&given)?;
+    if !copy_only {
+        taken.insert(file.id.clone());
+    }
+    Ok(ExportRec {
+        seq: 0,
+        id: new_export_id(),
+        owner: user.username.clone(),
+        file_id: file.id,
+        volume_id: vol.id,
+        location: item.destination.location,
+        object_key,
+        properties: volume::effective_properties(&vol.service.properties, &given),
+        overwrite: item.overwrite,
+        copy_only,
+        state: PENDING.into(),
+        error: None,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires_at: 0,
+        next_attempt_at: 0,
+        upload_id: None,
+        bytes_total: file.size.unwrap_or(0),
+        bytes_copied: 0,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+    })
+}
+
+/// Replays the first response to a request carrying the same `Idempotency-Key`.
+struct Idempotency {
+    key: Option<String>,
+    request: String,
+}
+
+impl Idempotency {
+    fn new(headers: &HeaderMap, uri: &axum::http::Uri, body: &[u8]) -> ApiResult<Self> {
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_string()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "Idempotency-Key must be 1 to 255 visible characters.",
+                    ))
+                }
+            },
+        };
+        let request = sha256_hex(&[uri.to_string().as_bytes(), b"\n", body].concat());
+        Ok(Self { key, request })
+    }
+
+    async fn replay(&self, state: &AppState, user: &User) -> ApiResult<Option<Value>> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        match state.store.get_idempotent(&user.username, key).await? {
+            None => Ok(None),
+            Some(first) if first.request == self.request => Ok(Some(
+                serde_json::from_str(&first.response).map_err(anyhow::Error::from)?,
+            )),
+            Some(_) => Err(ApiError::new(
+                422,
+                90000,
+                "This Idempotency-Key was used for a different request.",
+            )),
+        }
+    }
+
+    fn record(&self, user: &User, response: &Value) -> Option<Idempotent> {
+        self.key.as_ref().map(|key| Idempotent {
+            owner: user.username.clone(),
+            key: key.clone(),
+            request: self.request.clone(),
+            response: response.to_string(),
+            created_at: now_ms(),
+        })
+    }
+}
+
+/// Records the jobs and the response together; a concurrent retry with the same key gets
+/// the response that won.
+async fn commit(
+    state: &AppState,
+    user: &User,
+    idem: &Idempotency,
+    jobs: &[ExportRec],
+    response: Value,
+) -> ApiResult<Value> {
+    match state
+        .store
+        .insert_exports(jobs, idem.record(user, &response).as_ref())
+        .await
+    {
+        Ok(()) => {
+            state.jobs.notify_one();
+            Ok(response)
+        }
+        Err(StoreError::Conflict) => idem
+            .replay(state, user)
+            .await?
+            .ok_or_else(ApiError::internal),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn create_bulk(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    params: Params,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Value>> {
+    let idem = Idempotency::new(&headers, &uri, &body)?;
+    if let Some(first) = idem.replay(&state, &user).await? {
+        return Ok(Json(first));
+    }
+    let copy_only = params.flag("copy_only")?;
+    let request: BulkBody = parse_json(&body)?;
+    check_bulk_len(request.items.len())?;
+    let mut taken = HashSet::new();
+    let mut results = Vec::with_capacity(request.items.len());
+    for item in request.items {
+        results.push(validate(&state, &user, item, copy_only, &mut taken).await);
+    }
+    let jobs: Vec<ExportRec> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let mut items = Vec::with_capacity(results.len());
+    for r in results {
+        items.push(bulk_entry(match r {
+            Ok(job) => render(&state, &job).await,
+            Err(e) => Err(e),
+        }));
+    }
+    Ok(Json(
+        commit(&state, &user, &idem, &jobs, json!({"items": items})).await?,
+    ))
+}
+
+async fn create_one(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    params: Params,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Value>> {
+    let idem = Idempotency::new(&headers, &uri, &body)?;
+    if let Some(first) = idem.replay(&state, &user).await? {
+        return Ok(Json(first));
+    }
+    let item: ExportItem = parse_json(&body)?;
+    let job = validate(
+        &state,
+        &user,
+        item,
+        params.flag("copy_only")?,
+        &mut HashSet::new(),
+    )
+    .await?;
+    let response = render(&state, &job).await?;
+    Ok(Json(
+        commit(&state, &user, &idem, std::slice::from_ref(&job), response).await?,
+    ))
+}
+
+/// An export the caller submitted (platform admins see all).
+async fn own_export(state: &AppState, user: &User, id: &str) -> ApiResult<ExportRec> {
+    match state.store.get_export(id).await? {
+        Some(e) if e.owner == user.username || user.is_admin => Ok(e),
+        _ => Err(job_not_found()),
+    }
+}
+
+async fn get_one(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let e = own_export(&state, &user, &id).await?;
+    Ok(Json(render(&state, &e).await?))
+}
+
+#[derive(Deserialize)]
+struct ExportIds {
+    export_ids: Vec<String>,
+}
+
+async fn get_bulk(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Value>> {
+    let request: ExportIds = parse_json(&body)?;
+    check_bulk_len(request.export_ids.len())?;
+    let mut items = Vec::with_capacity(request.export_ids.len());
+    for id in &request.export_ids {
+        let result = match own_export(&state, &user, id).await {
+            Ok(e) => render(&state, &e).await,
+            Err(e) => Err(e),
+        };
+        items.push(bulk_entry(result));
+    }
+    Ok(Json(json!({"items": items})))
+}
+
+const STATES: &[&str] = &["PENDING", "RUNNING", "COMPLETED", "FAILED"];
+
+async fn list(
+    State(state): St,
+    AuthUser(user): AuthUser,
+    OriginalUri(uri): OriginalUri,
+    params: Params,
+) -> ApiResult<Response> {
+    let page = params.page()?;
+    let states = params.all("state");
+    if let Some(bad) = states.iter().find(|s| !STATES.contains(&s.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "Unknown state '{bad}': use PENDING, RUNNING, COMPLETED or FAILED."
+        )));
+    }
+    let (jobs, total) = state
+        .store
+        .list_exports(&user.username, params.get("volume"), &states, page)
+        .await?;
+    let mut items = Vec::with_capacity(jobs.len());
+    for e in &jobs {
+        items.push(render(&state, e).await?);
+    }
+    Ok(list_page(state.base(), &uri, page, total, items))
+}

@@ -1,0 +1,613 @@
+//! The export engine: every `egress serve` process runs workers that claim jobs with a lease,
+//! copy bytes, verify them and commit — DESIGN.md invariants 1–5.
+
+mod copy;
+
+use crate::api::AppState;
+use crate::blob::volume::{VolumeBackend, VolumeError};
+use crate::blob::{self};
+use crate::error::ApiError;
+use crate::store::{Alias, ExportRec, FileRec, JobEnd, StoreError, VolumeRec};
+use crate::util::{now_ms, random_hex};
+use copy::{Target, STAMP};
+use rand::Rng;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs in flight in this process.
+    pub workers: usize,
+    pub lease: Duration,
+    /// Up to this size a server-side copy is one CopyObject; above it, a multipart copy.
+    pub multipart_cutoff: u64,
+    /// Part size of multipart copies and streamed uploads (raised for very large files).
+    pub part_size: u64,
+    /// Parts in flight per job.
+    pub part_parallelism: usize,
+    /// Bytes all streamed parts of this process may hold at once.
+    pub memory_budget: u64,
+    pub max_attempts: i64,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// How often an idle dispatcher looks for work (submissions also wake it).
+    pub poll: Duration,
+    /// On shutdown, how long running copies may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            lease: Duration::from_secs(30),
+            multipart_cutoff: 5 * 1024 * 1024 * 1024,
+            part_size: 16 * 1024 * 1024,
+            part_parallelism: 4,
+            memory_budget: 512 * 1024 * 1024,
+            max_attempts: 8,
+            retry_base: Duration::from_millis(500),
+            retry_cap: Duration::from_secs(60),
+            poll: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a job did not complete this time.
+#[derive(Debug)]
+pub enum JobError {
+    /// The user must fix something; the job fails now with this error.
+    Terminal(ApiError),
+    /// Worth another attempt after a backoff.
+    Retryable(String),
+    /// `overwrite=false` met an existing object (a 412, or an existing local file).
+    Exists,
+    /// Another worker owns the job now; stop without writing anything.
+    LeaseLost,
+}
+
+impl JobError {
+    pub fn from_s3(e: &VolumeError) -> Self {
+        if e.code == "PreconditionFailed" || e.status == Some(412) {
+            return JobError::Exists;
+        }
+        if e.retryable {
+            return JobError::Retryable(e.to_string());
+        }
+        JobError::Terminal(match e.code.as_str() {
+            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled" => {
+                ApiError::new(403, 9002, format!("Could not obtain cross-write access on the volume: {e}. Check the volume's credentials and bucket policy."))
+            }
+            "NoSuchBucket" => ApiError::new(404, 9103, format!("Location on volume is not accessible as configured: {e}. The bucket does not exist.")),
+            "KMS.NotFoundException" | "KMS.DisabledException" | "KMS.AccessDeniedException" | "InvalidKMSKey" => {
+                ApiError::new(400, 9023, format!("Server-side encryption failed: {e}. Check sse_aws_kms_key_id."))
+            }
+            "EntityTooLarge" => ApiError::new(400, 9103, format!("The volume refused the object: {e}.")),
+            _ => ApiError::new(403, 9103, format!("Location on volume is not accessible as configured: {e}.")),
+        })
+    }
+
+    fn internal(e: anyhow::Error) -> Self {
+        JobError::Retryable(format!("internal error: {e:#}"))
+    }
+
+    fn platform(e: anyhow::Error) -> Self {
+        JobError::Retryable(format!("reading platform storage: {e:#}"))
+    }
+
+    fn io(e: std::io::Error) -> Self {
+        JobError::Retryable(format!("local volume: {e}"))
+    }
+
+    fn corrupt() -> Self {
+        JobError::Terminal(ApiError::new(500, 90004, "The platform copy of the file does not match its recorded checksum; nothing was changed."))
+    }
+}
+
+fn api_error_json(e: &ApiError) -> serde_json::Value {
+    serde_json::to_value(e).unwrap_or_default()
+}
+
+pub struct Engine {
+    state: Arc<AppState>,
+    config: EngineConfig,
+    /// This process's name in `lease_owner`.
+    node: String,
+    /// Bounds the memory of streamed parts across all jobs.
+    buffers: Semaphore,
+}
+
+/// What one job needs while it runs.
+pub struct JobCtx<'a> {
+    engine: &'a Engine,
+    state: &'a AppState,
+    job: &'a ExportRec,
+    progress: std::sync::atomic::AtomicU64,
+}
+
+impl JobCtx<'_> {
+    fn count_request(&self, operation: &'static str) {
+        tracing::debug!(export = %self.job.id, operation, "s3 request");
+    }
+
+    /// Records progress, fenced by the attempt: false means the lease was lost.
+    async fn add_progress(&self, bytes: u64) -> Result<(), JobError> {
+        let total = self
+            .progress
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+            + bytes;
+        match self
+            .state
+            .store
+            .set_export_progress(&self.job.id, self.job.attempt, total as i64)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(JobError::LeaseLost),
+            Err(e) => Err(JobError::internal(e)),
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(state: Arc<AppState>, config: EngineConfig) -> Arc<Self> {
+        let parts = (config.memory_budget / config.part_size.max(1))
+            .max(config.part_parallelism as u64) as usize;
+        Arc::new(Self {
+            state,
+            node: format!("{}-{}", hostname(), random_hex(4)),
+            buffers: Semaphore::new(parts),
+            config,
+        })
+    }
+
+    /// Holds room for `parts` part buffers of the global memory budget.
+    async fn buffer_permit(&self, parts: u32) -> Option<SemaphorePermit<'_>> {
+        self.buffers.acquire_many(parts).await.ok()
+    }
+
+    /// Claims and runs jobs until `shutdown` turns true, then lets running copies finish for
+    /// up to the grace period. Jobs still running after that keep their lease until it
+    /// expires, and any node (this one, restarted) takes them again.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.config.workers));
+        let mut groups: VecDeque<(String, String)> = VecDeque::new();
+        let mut refreshed = Instant::now() - Duration::from_secs(60);
+        while !*shutdown.borrow() {
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => drop(permit),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let claimed = match self.claim(free, &mut groups, &mut refreshed).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "claiming jobs failed; will retry");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = self.state.jobs.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for job in claimed {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                tokio::spawn(self.clone().run_job(job, permit));
+            }
+        }
+        let all = self.config.workers as u32;
+        if tokio::time::timeout(self.config.shutdown_grace, slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace ended with copies still running; their leases will expire"
+            );
+        }
+    }
+
+    /// Claims up to `free` jobs, sharing them round-robin among `(owner, volume)` groups so
+    /// that no user or volume starves the others. The group list is refreshed at most a few
+    /// times a second.
+    async fn claim(
+        &self,
+        free: usize,
+        groups: &mut VecDeque<(String, String)>,
+        refreshed: &mut Instant,
+    ) -> anyhow::Result<Vec<ExportRec>> {
+        let now = now_ms();
+        if groups.is_empty() || refreshed.elapsed() > Duration::from_millis(250) {
+            *groups = self
+                .state
+                .store
+                .runnable_export_groups(now, 256)
+                .await?
+                .into();
+            *refreshed = Instant::now();
+        }
+        let mut claimed = Vec::new();
+        let share = free.div_ceil(groups.len().max(1));
+        let lease_until = now + self.config.lease.as_millis() as i64;
+        let mut exhausted = Vec::new();
+        for (i, (owner, volume)) in groups.iter().enumerate() {
+            if claimed.len() >= free {
+                break;
+            }
+            let want = share.min(free - claimed.len()) as i64;
+            let got = self
+                .state
+                .store
+                .claim_exports(owner, volume, &self.node, now, lease_until, want)
+                .await?;
+            if (got.len() as i64) < want {
+                exhausted.push(i);
+            }
+            claimed.extend(got);
+        }
+        for i in exhausted.into_iter().rev() {
+            groups.remove(i);
+        }
+        groups.rotate_left(usize::from(!groups.is_empty()));
+        Ok(claimed)
+    }
+
+    async fn run_job(self: Arc<Self>, job: ExportRec, _slot: OwnedSemaphorePermit) {
+        let heartbeat = {
+            let (state, id, attempt, lease) = (
+                self.state.clone(),
+                job.id.clone(),
+                job.attempt,
+                self.config.lease,
+            );
+            async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match state
+                        .store
+                        .renew_export(&id, attempt, now_ms() + lease.as_millis() as i64)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => {
+                            tracing::warn!(export = %id, error = %format!("{e:#}"), "lease renewal failed")
+                        }
+                    }
+                }
+            }
+        };
+        let ctx = JobCtx {
+            engine: &self,
+            state: &self.state,
+            job: &job,
+            progress: Default::default(),
+        };
+        let outcome = tokio::select! {
+            r = self.execute(&ctx) => r,
+            _ = heartbeat => Err(JobError::LeaseLost),
+        };
+        self.finish(&job, outcome).await;
+    }
+
+    /// Copies one job's file and verifies it; returns the bytes written and, for a move,
+    /// the alias flip to commit.
+    async fn execute(&self, ctx: &JobCtx<'_>) -> Result<(i64, Option<Alias>), JobError> {
+        let job = ctx.job;
+        let volume = self
+            .state
+            .store
+            .get_volume(&job.volume_id)
+            .await
+            .map_err(JobError::internal)?;
+        let volume = volume.ok_or_else(|| {
+            JobError::Terminal(ApiError::new(404, 9007, "Requested volume does not exist."))
+        })?;
+        let backend = self
+            .state
+            .volume_backend(&volume, None)
+            .map_err(JobError::Terminal)?;
+        if let (Some(upload_id), VolumeBackend::S3 { client, bucket }) = (&job.upload_id, &backend)
+        {
+            // A previous attempt died mid-upload: its parts must not linger.
+            let target = Target {
+                client,
+                bucket,
+                key: &job.object_key,
+                properties: &job.properties,
+                overwrite: job.overwrite,
+            };
+            copy::abort_multipart(ctx, &target, upload_id).await;
+            let _ = self
+                .state
+                .store
+                .set_export_upload(&job.id, job.attempt, None)
+                .await;
+        }
+        let file = self
+            .state
+            .store
+            .get_file(&job.file_id)
+            .await
+            .map_err(JobError::internal)?;
+        let file = file.ok_or_else(|| {
+            JobError::Terminal(ApiError::new(
+                404,
+                5002,
+                "The source file was deleted before the export ran.",
+            ))
+        })?;
+        let Some(blob_id) = file.blob_id.clone() else {
+            return Err(JobError::Terminal(ApiError::new(
+                403,
+                9006,
+                "Requested file cannot be exported: it is no longer on the platform.",
+            )));
+        };
+        if !volume.active {
+            return Err(JobError::Terminal(ApiError::new(
+                403,
+                9103,
+                "The volume was deactivated before the export ran.",
+            )));
+        }
+        let size = file.size.unwrap_or(0) as u64;
+        match &backend {
+            VolumeBackend::S3 { client, bucket } => {
+                let target = Target {
+                    client,
+                    bucket,
+                    key: &job.object_key,
+                    properties: &job.properties,
+                    overwrite: job.overwrite,
+                };
+                self.copy_to_s3(ctx, &target, &volume, &file, &blob_id, size)
+                    .await?;
+                verify_s3(&target, job, &file, size).await?;
+            }
+            VolumeBackend::Local { root } => {
+                let md5 = file.md5.clone().unwrap_or_default();
+                match copy::write_local(
+                    ctx,
+                    root,
+                    &job.object_key,
+                    &blob::blob_key(&blob_id),
+                    size,
+                    &md5,
+                    job.overwrite,
+                )
+                .await
+                {
+                    // The same bytes are already there: a retry of ours (or a twin); done.
+                    Err(JobError::Exists) if local_matches(root, &job.object_key, &md5).await => {}
+                    Err(JobError::Exists) => return Err(exists_error()),
+                    other => other?,
+                }
+            }
+        }
+        let alias = (!job.copy_only).then(|| Alias {
+            file_id: file.id.clone(),
+            blob_id,
+            volume_id: volume.id.clone(),
+            location: job.location.clone(),
+        });
+        Ok((size as i64, alias))
+    }
+
+    /// Picks the copy strategy (DESIGN.md): server-side when the platform bucket is on the
+    /// volume's endpoint, streamed otherwise or when the source is not readable server-side.
+    async fn copy_to_s3(
+        &self,
+        ctx: &JobCtx<'_>,
+        t: &Target<'_>,
+        volume: &VolumeRec,
+        file: &FileRec,
+        blob_id: &str,
+        size: u64,
+    ) -> Result<(), JobError> {
+        let job = ctx.job;
+        if !job.overwrite {
+            if let Some(info) = head(t).await? {
+                return if info.user_metadata.get(STAMP) == Some(&job.id) {
+                    Ok(())
+                } else {
+                    Err(exists_error())
+                };
+            }
+        }
+        let blob_key = blob::blob_key(blob_id);
+        let source = self
+            .state
+            .platform
+            .s3_source(&blob_key)
+            .filter(|s| s.endpoint == volume.service.endpoint);
+        let server_side = match &source {
+            Some(src) if size <= self.config.multipart_cutoff => {
+                copy::copy_object(ctx, t, &src.bucket, &src.key).await
+            }
+            Some(src) => copy::multipart_copy(ctx, t, &src.bucket, &src.key, size).await,
+            None => Err(JobError::Terminal(ApiError::internal())),
+        };
+        let result = match server_side {
+            Err(JobError::Terminal(e)) if source.is_none() || e.code == 9002 => {
+                if source.is_some() {
+                    tracing::info!(export = %job.id, "server-side copy refused; streaming instead");
+                }
+                let (md5, crc) = (
+                    file.md5.clone().unwrap_or_default(),
+                    file.crc32c.clone().unwrap_or_default(),
+                );
+                copy::streamed_upload(ctx, t, &blob_key, size, &md5, &crc).await
+            }
+            other => other,
+        };
+        match result {
+            Err(JobError::Exists) => match head(t).await? {
+                Some(info) if info.user_metadata.get(STAMP) == Some(&job.id) => Ok(()),
+                _ => Err(exists_error()),
+            },
+            other => other,
+        }
+    }
+
+    async fn finish(&self, job: &ExportRec, outcome: Result<(i64, Option<Alias>), JobError>) {
+        let store = &self.state.store;
+        let end = match outcome {
+            Ok((bytes, alias)) => {
+                let moved = alias.is_some();
+                match store.finish_export(&job.id, job.attempt, &JobEnd::Completed { bytes, alias }).await {
+                    Ok(true) => {
+                        tracing::info!(export = %job.id, attempt = job.attempt, bytes, moved, "export completed");
+                        if moved {
+                            self.state.sweep.notify_one();
+                        }
+                        return;
+                    }
+                    Ok(false) => return tracing::warn!(export = %job.id, "lease lost before the commit"),
+                    Err(StoreError::NotFound) => JobEnd::Failed {
+                        error: api_error_json(&ApiError::conflict("The source file changed while it was exported; the object on the volume was left as written.")),
+                    },
+                    Err(e) => {
+                        tracing::warn!(export = %job.id, error = %e, "commit failed; will retry");
+                        self.retry_end(job, "the commit failed".into())
+                    }
+                }
+            }
+            Err(JobError::Terminal(e)) => JobEnd::Failed {
+                error: api_error_json(&e),
+            },
+            Err(JobError::Exists) => JobEnd::Failed {
+                error: api_error_json(&exists_error_api()),
+            },
+            Err(JobError::Retryable(why)) => self.retry_end(job, why),
+            Err(JobError::LeaseLost) => {
+                return tracing::warn!(export = %job.id, "lease lost; another worker owns the job")
+            }
+        };
+        if let JobEnd::Failed { error } = &end {
+            tracing::info!(export = %job.id, attempt = job.attempt, error = %error, "export failed");
+        }
+        match store.finish_export(&job.id, job.attempt, &end).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(export = %job.id, "lease lost before recording the outcome")
+            }
+            Err(e) => {
+                tracing::warn!(export = %job.id, error = %e, "could not record the outcome; the lease will expire")
+            }
+        }
+    }
+
+    /// Another attempt after a capped exponential backoff with jitter, or failure when the
+    /// attempts are used up.
+    fn retry_end(&self, job: &ExportRec, why: String) -> JobEnd {
+        let error = ApiError::new(
+            503,
+            9000,
+            format!("There was an error communicating with the service: {why}."),
+        );
+        if job.attempt >= self.config.max_attempts {
+            let error = ApiError::new(
+                503,
+                9000,
+                format!("Gave up after {} attempts: {why}.", job.attempt),
+            );
+            return JobEnd::Failed {
+                error: api_error_json(&error),
+            };
+        }
+        let exp = self
+            .config
+            .retry_base
+            .saturating_mul(1 << (job.attempt - 1).clamp(0, 20) as u32)
+            .min(self.config.retry_cap);
+        let delay = rand::thread_rng().gen_range(exp / 2..=exp);
+        tracing::info!(export = %job.id, attempt = job.attempt, delay_ms = delay.as_millis() as u64, reason = %why, "export will be retried");
+        JobEnd::Retry {
+            at: now_ms() + delay.as_millis() as i64,
+            error: api_error_json(&error),
+        }
+    }
+}
+
+fn exists_error_api() -> ApiError {
+    ApiError::new(
+        409,
+        9107,
+        "Location on volume already contains a file; export with overwrite=true to replace it.",
+    )
+}
+
+fn exists_error() -> JobError {
+    JobError::Terminal(exists_error_api())
+}
+
+async fn head(t: &Target<'_>) -> Result<Option<crate::blob::volume::ObjectInfo>, JobError> {
+    let backend = VolumeBackend::S3 {
+        client: t.client.clone(),
+        bucket: t.bucket.to_string(),
+    };
+    backend.head(t.key).await.map_err(|e| JobError::from_s3(&e))
+}
+
+/// Reads the object back: it must be ours, of the right size, and where S3 gives an MD5 (a
+/// single-part object without KMS) it must match the file's.
+async fn verify_s3(
+    t: &Target<'_>,
+    job: &ExportRec,
+    file: &FileRec,
+    size: u64,
+) -> Result<(), JobError> {
+    let info = head(t)
+        .await?
+        .ok_or_else(|| JobError::Retryable("the object is not visible yet".into()))?;
+    let bad = |what: &str| {
+        JobError::Terminal(ApiError::new(
+            500,
+            90004,
+            format!("Verification of the exported object failed: {what}."),
+        ))
+    };
+    if info.user_metadata.get(STAMP) != Some(&job.id) {
+        return Err(bad("another writer replaced the object"));
+    }
+    if info.size as u64 != size {
+        return Err(bad("its size differs from the file's"));
+    }
+    let etag_is_md5 = info
+        .etag
+        .as_deref()
+        .is_some_and(|e| e.len() == 32 && !e.contains('-'))
+        && info.sse_algorithm.as_deref() != Some("aws:kms");
+    if etag_is_md5 && file.md5.is_some() && info.etag != file.md5 {
+        return Err(bad("its checksum differs from the file's"));
+    }
+    Ok(())
+}
+
+async fn local_matches(root: &std::path::Path, key: &str, md5: &str) -> bool {
+    let Ok(path) = crate::blob::volume::local_path(root, key) else {
+        return false;
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes)) == md5,
+        Err(_) => false,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
+}
