@@ -393,7 +393,7 @@ class RcloneSide:
                     n = min(remaining, 8 << 20)
                     f.write(os.urandom(n))
                     remaining -= n
-        self._run("copy", str(local), f"s3:{RCLONE_SRC_BUCKET}/{wl.name}", self.transfers)
+        self._run("copy", str(local), f"s3:{RCLONE_SRC_BUCKET}/{wl.name}/", self.transfers)
         shutil.rmtree(local)
         self.check(RCLONE_SRC_BUCKET, f"{wl.name}/", wl, "seeded rclone source")
 
@@ -404,10 +404,13 @@ class RcloneSide:
                              f"{bucket}/{prefix}, found {objects} / {size}")
 
     def timed(self, verb: str, wl: Workload) -> Result:
-        src = f"s3:{RCLONE_SRC_BUCKET}/{wl.name}"
+        # The trailing slashes matter: for `s3:bucket/prefix` rclone first HEADs `prefix` to see
+        # whether it names a single file, and s3s-fs answers that HEAD of a directory with a 500,
+        # which rclone retries for about 50 s. `prefix/` is known to be a directory: no HEAD.
+        src = f"s3:{RCLONE_SRC_BUCKET}/{wl.name}/"
         dst_prefix = f"{verb}/{wl.name}"
         s3_meter = Meter(self.s3.pid).start()
-        wall, cpu, rss = self._run(verb, src, f"s3:{RCLONE_DST_BUCKET}/{dst_prefix}", self.transfers)
+        wall, cpu, rss = self._run(verb, src, f"s3:{RCLONE_DST_BUCKET}/{dst_prefix}/", self.transfers)
         s3_cpu = s3_meter.cpu()
         self.check(RCLONE_DST_BUCKET, f"{dst_prefix}/", wl, f"rclone {verb}")
         if verb == "move" and self.s3.count(RCLONE_SRC_BUCKET, f"{wl.name}/")[0] != 0:
@@ -736,8 +739,8 @@ def bulk_latency(egress: EgressSide, fill_ids: list[str], stored: int, args: arg
 # --------------------------------------------------------------------------- report
 
 
-def fmt(value: Optional[float], spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def fmt(value: Optional[float], spec: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, spec) + unit
 
 
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -794,14 +797,14 @@ def report(workloads: list[Workload], results: list[Result], latency: Optional[L
         # Targets for this workload.
         if wl.name == "w1":
             r_rate = ratio(eg.objects_per_s, rc_copy.objects_per_s) if eg and rc_copy else None
-            verdicts.append(("W1 rate ≥ 1.0× rclone copy", fmt(r_rate, ".2f") + "×",
+            verdicts.append(("W1 rate ≥ 1.0× rclone copy", fmt(r_rate, ".2f", "×"),
                              verdict(r_rate, lambda v: v >= TARGET_W1_RATE_RATIO)))
             cpu = eg.cpu_ms_per_object if eg else None
-            verdicts.append(("W1 Egress CPU ≤ 0.5 ms/job", fmt(cpu, ".3f") + " ms",
+            verdicts.append(("W1 Egress CPU ≤ 0.5 ms/job", fmt(cpu, ".3f", " ms"),
                              verdict(cpu, lambda v: v <= TARGET_CPU_MS_PER_JOB)))
         if wl.name == "w2":
             over = ratio(eg.wall_s, raw.wall_s) if eg and raw else None
-            verdicts.append(("W2 wall ≤ 1.10× raw CopyObject", fmt(over, ".2f") + "×",
+            verdicts.append(("W2 wall ≤ 1.10× raw CopyObject", fmt(over, ".2f", "×"),
                              verdict(over, lambda v: v <= TARGET_W2_OVER_RAW)))
 
     if latency:

@@ -35,6 +35,9 @@ both_engines!(
     blobs_are_freed_only_after_the_last_reference,
     uploads_complete_and_expire,
     deleting_a_project_releases_its_blobs,
+    export_claims_are_leased_fenced_and_ordered,
+    moves_commit_the_alias_flip_atomically,
+    claims_share_workers_among_groups,
 );
 
 fn user(name: &str) -> User {
@@ -547,4 +550,299 @@ async fn deleting_a_project_releases_its_blobs(store: DynStore) {
         store.delete_project("ann/p").await,
         Err(StoreError::NotFound)
     ));
+}
+
+fn job(id: &str, owner: &str, file: &FileRec, volume: &str, key: &str) -> ExportRec {
+    ExportRec {
+        seq: 0,
+        id: id.into(),
+        owner: owner.into(),
+        file_id: file.id.clone(),
+        volume_id: volume.into(),
+        location: key.into(),
+        object_key: key.into(),
+        properties: serde_json::Map::new(),
+        overwrite: false,
+        copy_only: false,
+        state: PENDING.into(),
+        error: None,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires_at: 0,
+        next_attempt_at: 0,
+        upload_id: None,
+        bytes_total: file.size.unwrap_or(0),
+        bytes_copied: 0,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, a) = add_blob_file(&store, &root, "a", 1).await;
+    let (_, b) = add_blob_file(&store, &root, "b", 1).await;
+    let (_, c) = add_blob_file(&store, &root, "c", 1).await;
+    // Two jobs aim at the same key: the second must wait for the first (invariant 5).
+    let jobs = [
+        job("j1", "ann", &a, "ann/v", "same"),
+        job("j2", "ann", &b, "ann/v", "same"),
+        job("j3", "ann", &c, "ann/v", "other"),
+    ];
+    store.insert_exports(&jobs, None).await.unwrap();
+    assert_eq!(
+        store.moving_export(&a.id).await.unwrap().as_deref(),
+        Some("j1")
+    );
+
+    let now = now_ms();
+    let claimed = store
+        .claim_exports("ann", "ann/v", "n1", now, now + 1000, 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["j1", "j3"], "j2 waits behind j1");
+    assert!(claimed
+        .iter()
+        .all(|j| j.attempt == 1 && j.state == RUNNING && j.lease_owner.as_deref() == Some("n1")));
+    assert!(
+        store
+            .claim_exports("ann", "ann/v", "n2", now, now + 1000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased jobs are not claimed twice"
+    );
+    let copied = JobEnd::Completed {
+        bytes: 1,
+        alias: None,
+    };
+    assert!(store.finish_export("j3", 1, &copied).await.unwrap());
+
+    // A lease that expires lets another worker take the job; the old attempt is fenced out.
+    let later = now + 2000;
+    let retaken = store
+        .claim_exports("ann", "ann/v", "n2", later, later + 1000, 1)
+        .await
+        .unwrap();
+    assert_eq!((retaken[0].id.as_str(), retaken[0].attempt), ("j1", 2));
+    assert!(
+        !store.renew_export("j1", 1, later + 5000).await.unwrap(),
+        "the old attempt lost its lease"
+    );
+    assert!(!store.set_export_progress("j1", 1, 1).await.unwrap());
+    let done = JobEnd::Completed {
+        bytes: 1,
+        alias: None,
+    };
+    assert!(
+        !store.finish_export("j1", 1, &done).await.unwrap(),
+        "a fenced-out worker cannot finish the job"
+    );
+    assert!(store.renew_export("j1", 2, later + 5000).await.unwrap());
+    assert!(store.finish_export("j1", 2, &done).await.unwrap());
+    assert_eq!(
+        store.get_export("j1").await.unwrap().unwrap().state,
+        COMPLETED
+    );
+
+    let next = store
+        .claim_exports("ann", "ann/v", "n2", later, later + 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["j2"],
+        "j2 runs once j1 has ended"
+    );
+    let retry = JobEnd::Retry {
+        at: later + 10_000,
+        error: serde_json::json!({"code": 9000}),
+    };
+    assert!(store.finish_export("j2", 1, &retry).await.unwrap());
+    assert!(
+        store
+            .claim_exports("ann", "ann/v", "n2", later, later + 1000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "backoff holds the retry"
+    );
+    let again = store
+        .claim_exports("ann", "ann/v", "n2", later + 10_000, later + 11_000, 10)
+        .await
+        .unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].attempt), ("j2", 2));
+    let failed = JobEnd::Failed {
+        error: serde_json::json!({"status": 409, "code": 9107}),
+    };
+    assert!(store.finish_export("j2", 2, &failed).await.unwrap());
+    let j2 = store.get_export("j2").await.unwrap().unwrap();
+    assert_eq!(
+        (j2.state.as_str(), j2.error.unwrap().0["code"].clone()),
+        (FAILED, serde_json::json!(9107))
+    );
+
+    let (listed, total) = store
+        .list_exports(
+            "ann",
+            Some("ann/v"),
+            &[COMPLETED.into(), FAILED.into()],
+            Page {
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((total, listed.len()), (3, 3));
+    assert_eq!(
+        store
+            .list_exports(
+                "bob",
+                None,
+                &[],
+                Page {
+                    offset: 0,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+}
+
+async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (blob, f) = add_blob_file(&store, &root, "a", 3).await;
+    store
+        .insert_exports(&[job("m1", "ann", &f, "ann/v", "k")], None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(store.delete_file(&f.id).await, Err(StoreError::InUse)),
+        "a file being moved cannot be deleted"
+    );
+    let now = now_ms();
+    store
+        .claim_exports("ann", "ann/v", "n1", now, now + 1000, 1)
+        .await
+        .unwrap();
+    let alias = Alias {
+        file_id: f.id.clone(),
+        blob_id: blob.id.clone(),
+        volume_id: "ann/v".into(),
+        location: "k".into(),
+    };
+    let end = JobEnd::Completed {
+        bytes: 3,
+        alias: Some(alias.clone()),
+    };
+    assert!(store.finish_export("m1", 1, &end).await.unwrap());
+    let moved = store.get_file(&f.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            moved.blob_id,
+            moved.volume_id.as_deref(),
+            moved.location.as_deref()
+        ),
+        (None, Some("ann/v"), Some("k"))
+    );
+    assert_eq!(
+        moved.md5.as_deref(),
+        Some("m"),
+        "the alias keeps its checksum"
+    );
+    assert_eq!(
+        store.doomed_blobs(10).await.unwrap(),
+        vec![blob.id.clone()],
+        "the platform bytes await the sweeper"
+    );
+
+    // A second move of a file whose blob is gone must not flip anything (fenced on the blob).
+    let (blob2, g) = add_blob_file(&store, &root, "g", 3).await;
+    store
+        .insert_exports(&[job("m2", "ann", &g, "ann/v", "k2")], None)
+        .await
+        .unwrap();
+    store
+        .claim_exports("ann", "ann/v", "n1", now, now + 1000, 1)
+        .await
+        .unwrap();
+    let stale = Alias {
+        file_id: g.id.clone(),
+        blob_id: "not-its-blob".into(),
+        volume_id: "ann/v".into(),
+        location: "k2".into(),
+    };
+    let result = store
+        .finish_export(
+            "m2",
+            1,
+            &JobEnd::Completed {
+                bytes: 3,
+                alias: Some(stale),
+            },
+        )
+        .await;
+    assert!(matches!(result, Err(StoreError::NotFound)));
+    assert_eq!(
+        store.get_export("m2").await.unwrap().unwrap().state,
+        RUNNING,
+        "the failed commit changed nothing"
+    );
+    assert_eq!(
+        store.get_file(&g.id).await.unwrap().unwrap().blob_id,
+        Some(blob2.id)
+    );
+}
+
+async fn claims_share_workers_among_groups(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, f) = add_blob_file(&store, &root, "a", 1).await;
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        jobs.push(job(
+            &format!("ann{i}"),
+            "ann",
+            &f,
+            "ann/v",
+            &format!("k{i}"),
+        ));
+    }
+    jobs.push(job("bob0", "bob", &f, "bob/v", "k"));
+    let mut copies = jobs.clone();
+    for j in &mut copies {
+        j.copy_only = true;
+    }
+    store.insert_exports(&copies, None).await.unwrap();
+    let groups = store.runnable_export_groups(now_ms(), 10).await.unwrap();
+    assert_eq!(
+        groups,
+        vec![
+            ("ann".to_string(), "ann/v".to_string()),
+            ("bob".to_string(), "bob/v".to_string())
+        ]
+    );
+    let now = now_ms();
+    assert_eq!(
+        store
+            .claim_exports("bob", "bob/v", "n", now, now + 1000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.runnable_export_groups(now, 10).await.unwrap().len(),
+        1,
+        "bob has nothing left to run"
+    );
 }
