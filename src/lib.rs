@@ -5,6 +5,7 @@ pub mod blob;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod secret_box;
 pub mod secret_key;
 pub mod server;

@@ -96,6 +96,7 @@ impl Running {
 
 /// Binds, builds every part and starts serving in the background.
 pub async fn start(config: Config) -> Result<Running> {
+    crate::metrics::handle();
     let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
     let key_env = std::env::var("EGRESS_SECRET_KEY").ok();
     let key = secret_key::load(

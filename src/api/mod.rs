@@ -87,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/user", get(users::me))
         .route("/v2/user/", get(users::me))
         .route("/v2/users/{username}", get(users::get_user))
+        .route("/metrics", get(users::metrics))
         .merge(projects::routes())
         .merge(files::routes())
         .merge(uploads::routes())

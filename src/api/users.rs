@@ -55,3 +55,16 @@ pub async fn get_user(
         .ok_or_else(ApiError::user_not_found)?;
     Ok(Json(views::user(state.base(), &user)))
 }
+
+/// Prometheus metrics, for platform administrators (they name projects).
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<String> {
+    if !user.is_admin {
+        return Err(ApiError::forbidden(
+            "Metrics are for platform administrators.",
+        ));
+    }
+    Ok(crate::metrics::render(&state.store).await?)
+}

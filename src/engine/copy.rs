@@ -6,6 +6,8 @@
 use super::{JobCtx, JobError};
 use crate::blob::volume::{classify, local_path};
 use crate::blob::{ByteRange, ByteStream, Hasher};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, MetadataDirective, ObjectCannedAcl,
@@ -96,6 +98,17 @@ fn copy_source(bucket: &str, key: &str) -> String {
     format!("{bucket}/{encoded}")
 }
 
+/// Counts an S3 request by operation and outcome, and classifies its failure.
+fn observed<T, E: ProvideErrorMetadata>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<T, JobError> {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!("egress_s3_requests_total", "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    result.map_err(|e| JobError::from_s3(&classify(&e)))
+}
+
 /// One CopyObject within the destination's endpoint.
 pub async fn copy_object(
     ctx: &JobCtx<'_>,
@@ -116,17 +129,12 @@ pub async fn copy_object(
     if !t.overwrite {
         request = request.if_none_match("*");
     }
-    ctx.count_request("CopyObject");
-    request
-        .send()
-        .await
-        .map_err(|e| JobError::from_s3(&classify(&e)))?;
+    observed("CopyObject", request.send().await)?;
     Ok(())
 }
 
 /// Creates a multipart upload and records its id on the job, so a later attempt can abort it.
 async fn start_multipart(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<String, JobError> {
-    ctx.count_request("CreateMultipartUpload");
     let created = with_properties!(
         t.client
             .create_multipart_upload()
@@ -136,8 +144,8 @@ async fn start_multipart(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<String, Job
         ctx.job.id.as_str()
     )
     .send()
-    .await
-    .map_err(|e| JobError::from_s3(&classify(&e)))?;
+    .await;
+    let created = observed("CreateMultipartUpload", created)?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     if !ctx
         .state
@@ -153,17 +161,16 @@ async fn start_multipart(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<String, Job
 }
 
 pub async fn abort_multipart(ctx: &JobCtx<'_>, t: &Target<'_>, upload_id: &str) {
-    ctx.count_request("AbortMultipartUpload");
-    if let Err(e) = t
+    let aborted = t
         .client
         .abort_multipart_upload()
         .bucket(t.bucket)
         .key(t.key)
         .upload_id(upload_id)
         .send()
-        .await
-    {
-        tracing::warn!(export = %ctx.job.id, error = %classify(&e), "could not abort a multipart upload");
+        .await;
+    if let Err(e) = observed("AbortMultipartUpload", aborted) {
+        tracing::warn!(export = %ctx.job.id, error = ?e, "could not abort a multipart upload");
     }
 }
 
@@ -188,11 +195,7 @@ async fn complete_multipart(
     if !t.overwrite {
         request = request.if_none_match("*");
     }
-    ctx.count_request("CompleteMultipartUpload");
-    request
-        .send()
-        .await
-        .map_err(|e| JobError::from_s3(&classify(&e)))?;
+    observed("CompleteMultipartUpload", request.send().await)?;
     let _ = ctx
         .state
         .store
@@ -238,7 +241,6 @@ pub async fn multipart_copy(
             .map(|(n, r)| {
                 let (source, upload_id) = (source.clone(), upload_id.clone());
                 async move {
-                    ctx.count_request("UploadPartCopy");
                     let done = t
                         .client
                         .upload_part_copy()
@@ -249,8 +251,8 @@ pub async fn multipart_copy(
                         .copy_source(source)
                         .copy_source_range(format!("bytes={}-{}", r.start, r.end))
                         .send()
-                        .await
-                        .map_err(|e| JobError::from_s3(&classify(&e)))?;
+                        .await;
+                    let done = observed("UploadPartCopy", done)?;
                     ctx.add_progress(r.length()).await?;
                     let etag = done
                         .copy_part_result()
@@ -323,11 +325,7 @@ pub async fn streamed_upload(
         if !t.overwrite {
             request = request.if_none_match("*");
         }
-        ctx.count_request("PutObject");
-        request
-            .send()
-            .await
-            .map_err(|e| JobError::from_s3(&classify(&e)))?;
+        observed("PutObject", request.send().await)?;
         return ctx.add_progress(size).await;
     }
     let expected_crc = u32::from_be_bytes(
@@ -354,7 +352,6 @@ pub async fn streamed_upload(
                         }
                         let crc = crc32c::crc32c(&bytes);
                         let part_md5 = <md5::Md5 as md5::Digest>::digest(&bytes);
-                        ctx.count_request("UploadPart");
                         let sent = t
                             .client
                             .upload_part()
@@ -365,8 +362,8 @@ pub async fn streamed_upload(
                             .content_md5(b64(&part_md5))
                             .body(SdkBody::from(bytes))
                             .send()
-                            .await
-                            .map_err(|e| JobError::from_s3(&classify(&e)))?;
+                            .await;
+                        let sent = observed("UploadPart", sent)?;
                         ctx.add_progress(r.length()).await?;
                         Ok((
                             CompletedPart::builder()

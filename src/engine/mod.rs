@@ -129,10 +129,6 @@ pub struct JobCtx<'a> {
 }
 
 impl JobCtx<'_> {
-    fn count_request(&self, operation: &'static str) {
-        tracing::debug!(export = %self.job.id, operation, "s3 request");
-    }
-
     /// Records progress, fenced by the attempt: false means the lease was lost.
     async fn add_progress(&self, bytes: u64) -> Result<(), JobError> {
         let total = self
@@ -288,6 +284,7 @@ impl Engine {
                 }
             }
         };
+        let claimed_at = Instant::now();
         let ctx = JobCtx {
             engine: &self,
             state: &self.state,
@@ -299,6 +296,8 @@ impl Engine {
             _ = heartbeat => Err(JobError::LeaseLost),
         };
         self.finish(&job, outcome).await;
+        metrics::histogram!("egress_export_claim_to_finish_seconds")
+            .record(claimed_at.elapsed().as_secs_f64());
     }
 
     /// Copies one job's file and verifies it; returns the bytes written and, for a move,
@@ -469,7 +468,9 @@ impl Engine {
                 match store.finish_export(&job.id, job.attempt, &JobEnd::Completed { bytes, alias }).await {
                     Ok(true) => {
                         tracing::info!(export = %job.id, attempt = job.attempt, bytes, moved, "export completed");
+                        metrics::counter!("egress_export_bytes_copied_total").increment(bytes as u64);
                         if moved {
+                            metrics::counter!("egress_platform_bytes_freed_by_exports_total").increment(bytes as u64);
                             self.state.sweep.notify_one();
                         }
                         return;
@@ -495,8 +496,21 @@ impl Engine {
                 return tracing::warn!(export = %job.id, "lease lost; another worker owns the job")
             }
         };
-        if let JobEnd::Failed { error } = &end {
-            tracing::info!(export = %job.id, attempt = job.attempt, error = %error, "export failed");
+        match &end {
+            JobEnd::Failed { error } => {
+                let class = if error["status"] == 503 {
+                    "retries_exhausted"
+                } else {
+                    "terminal"
+                };
+                metrics::counter!("egress_export_failures_total", "class" => class).increment(1);
+                tracing::info!(export = %job.id, attempt = job.attempt, error = %error, "export failed");
+            }
+            JobEnd::Retry { .. } => {
+                metrics::counter!("egress_export_retries_total", "class" => "retryable")
+                    .increment(1)
+            }
+            JobEnd::Completed { .. } => {}
         }
         match store.finish_export(&job.id, job.attempt, &end).await {
             Ok(true) => {}

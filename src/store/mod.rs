@@ -455,6 +455,8 @@ pub trait Store: Send + Sync + 'static {
     /// Marks unreferenced blobs as being deleted and returns every blob in that state.
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>>;
     async fn forget_blob(&self, id: &str) -> Result<()>;
+    /// How many export jobs are in each state.
+    async fn export_state_counts(&self) -> Result<Vec<(String, i64)>>;
     /// Bytes held on the platform, per project (each file counted once per project).
     async fn platform_bytes(&self) -> Result<Vec<(String, i64)>>;
 }

@@ -874,6 +874,12 @@ impl Store for This {
         Ok(())
     }
 
+    async fn export_state_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT state, COUNT(*) FROM exports GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn platform_bytes(&self) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT project_id, CAST(SUM(size) AS BIGINT) FROM files WHERE blob_id IS NOT NULL \

@@ -42,11 +42,20 @@ impl TestServer {
 
     /// Creates a user and returns its token.
     pub async fn user(&self, name: &str) -> String {
+        self.user_with(name, false).await
+    }
+
+    /// Creates a platform administrator and returns its token.
+    pub async fn admin(&self, name: &str) -> String {
+        self.user_with(name, true).await
+    }
+
+    async fn user_with(&self, name: &str, is_admin: bool) -> String {
         let token = egress::util::new_token();
         let user = User {
             username: name.into(),
             email: format!("{name}@example.org"),
-            is_admin: false,
+            is_admin,
             created_at: now_ms(),
         };
         self.running

@@ -344,3 +344,32 @@ async fn idempotency_key_replays_the_first_response() {
         "the retry created no new job"
     );
 }
+
+#[tokio::test]
+async fn metrics_report_jobs_and_platform_bytes() {
+    let (s, t, _root) = server().await;
+    let f = s.upload(&t, "ann/p", "f.txt", b"12345").await;
+    s.upload(&t, "ann/p", "kept.txt", b"123").await;
+    let r = s
+        .post(&t, "/v2/storage/exports", item(&f, "m.txt", false))
+        .await;
+    wait(&s, &t, &[r.body["id"].as_str().unwrap()]).await;
+    let admin = s.admin("root").await;
+    let page = s.get(&admin, "/metrics").await;
+    assert_eq!(page.status, 200);
+    let text = page.body.as_str().unwrap();
+    assert!(
+        text.contains("egress_export_jobs{state=\"COMPLETED\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("egress_platform_bytes{project=\"ann/p\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("egress_export_bytes_copied_total"), "{text}");
+    assert!(
+        text.contains("egress_platform_bytes_freed_by_exports_total"),
+        "{text}"
+    );
+    assert_error(&s.get(&t, "/metrics").await, 403, 90002);
+}

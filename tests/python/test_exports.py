@@ -106,8 +106,9 @@ def keys_under(s3, bucket, prefix=""):
 
 
 def raw(export):
-    """The JSON the server sent for an Export, including fields the client does not model."""
-    return export._data.data
+    """The server's JSON for an Export, with the fields the client does not model (the client
+    keeps only the fields it knows, so `copy_only` and `progress` need a raw GET)."""
+    return export._api.get(f"/storage/exports/{export.id}").json()
 
 
 def blobs_dir(server):
@@ -338,7 +339,7 @@ def test_seed_same_location_example(path, move, server, api, moto, s3, up, scrat
     (overwrite=false) then fails with 9107 and its source stays on the platform untouched."""
     v, bucket = make_volume(api, moto, prefix="rfranklin")
     one, two = os.urandom(3333), os.urandom(4444)
-    f1, f2 = up(one, name="one.vcf"), up(two, name="two.vcf")
+    f1, f2 = up(one, name=unique("one") + ".vcf"), up(two, name=unique("two") + ".vcf")
     r = requests.post(server.url + path, data=seed_body(f1.id, f2.id, v.id), headers=headers(api.token))
     assert r.status_code == 200, r.text
     items = r.json()["items"]
@@ -608,6 +609,7 @@ def test_query_by_volume_and_repeated_state(server, api, moto, s3, up):
     assert r.headers["X-Total-Matching-Query"] == "0" and r.json()["items"] == []
 
     assert {e.id for e in api.exports.query(volume=v, state="COMPLETED").all()} == completed
+    assert {e.id for e in v.get_exports(state="FAILED").all()} == {jobs[2].id}
     assert {e.id for e in api.exports.query(volume=v.id, limit=1).all()} == {j.id for j in jobs}
     page = api.exports.query(volume=v, limit=2)
     assert page.total == 3 and len(page) == 2
@@ -655,6 +657,8 @@ def test_a_file_being_moved_cannot_be_deleted_or_renamed(api, moto, proxy, up):
         e = api.exports.submit_export(file=f, volume=v, location="busy.bin")
         assert proxy.wait_for(lambda r: r.fault == "held", timeout=60), "the engine never reached the volume"
         assert api.exports.get(e.id).state == "RUNNING"
+        [rec] = api.exports.bulk_submit([{"file": f.id, "volume": v.id, "location": "second-move.bin"}])
+        assert error_of(rec) == (409, 90007), "another move would take a file that is already being moved"
         with pytest.raises(Conflict) as exc:
             api.files.get(f.id).delete()
         assert exc.value.status == 409
