@@ -363,6 +363,17 @@ async fn get_bulk(
 
 const STATES: &[&str] = &["PENDING", "RUNNING", "COMPLETED", "FAILED"];
 
+/// The `state` filters of a job listing (repeatable).
+pub fn parse_states(params: &Params) -> ApiResult<Vec<String>> {
+    let states = params.all("state");
+    if let Some(bad) = states.iter().find(|s| !STATES.contains(&s.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "Unknown state '{bad}': use PENDING, RUNNING, COMPLETED or FAILED."
+        )));
+    }
+    Ok(states)
+}
+
 async fn list(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -370,12 +381,7 @@ async fn list(
     params: Params,
 ) -> ApiResult<Response> {
     let page = params.page()?;
-    let states = params.all("state");
-    if let Some(bad) = states.iter().find(|s| !STATES.contains(&s.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "Unknown state '{bad}': use PENDING, RUNNING, COMPLETED or FAILED."
-        )));
-    }
+    let states = parse_states(&params)?;
     let (jobs, total) = state
         .store
         .list_exports(&user.username, params.get("volume"), &states, page)

@@ -4,6 +4,7 @@ mod access;
 mod auth;
 mod exports;
 mod files;
+mod imports;
 mod members;
 mod projects;
 mod ratelimit;
@@ -93,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(uploads::routes())
         .merge(volumes::routes())
         .merge(exports::routes())
+        .merge(imports::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings.request_timeout,

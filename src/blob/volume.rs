@@ -354,6 +354,71 @@ impl VolumeBackend {
         }
     }
 
+    /// Every object under `prefix` (no delimiter), in key order after `start_after`; the
+    /// flag says whether more follow.
+    pub async fn list_recursive(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: i32,
+    ) -> Result<(Vec<ObjectInfo>, bool), VolumeError> {
+        match self {
+            VolumeBackend::S3 { client, bucket } => {
+                let out = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .max_keys(limit)
+                    .set_start_after(start_after.map(str::to_string))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let objects = out
+                    .contents()
+                    .iter()
+                    .map(|o| {
+                        let mut info = ObjectInfo::new(
+                            o.key().unwrap_or_default().to_string(),
+                            o.size().unwrap_or(0),
+                        );
+                        info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
+                        info
+                    })
+                    .collect();
+                Ok((objects, out.is_truncated() == Some(true)))
+            }
+            VolumeBackend::Local { root } => {
+                let mut keys = Vec::new();
+                let mut stack = vec![root.clone()];
+                while let Some(dir) = stack.pop() {
+                    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+                        continue;
+                    };
+                    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+                        let meta = entry.metadata().await.map_err(io_error)?;
+                        let path = entry.path();
+                        if meta.is_dir() {
+                            stack.push(path);
+                        } else if let Ok(rel) = path.strip_prefix(root) {
+                            let key = rel.to_string_lossy().to_string();
+                            let name = entry.file_name().to_string_lossy().to_string();
+                            if key.starts_with(prefix)
+                                && !name.starts_with(".egress-")
+                                && start_after.is_none_or(|s| key.as_str() > s)
+                            {
+                                keys.push(ObjectInfo::new(key, meta.len() as i64));
+                            }
+                        }
+                    }
+                }
+                keys.sort_by(|a, b| a.key.cmp(&b.key));
+                let more = keys.len() > limit as usize;
+                keys.truncate(limit as usize);
+                Ok((keys, more))
+            }
+        }
+    }
+
     /// A presigned GET of `key` for S3; `None` for backends Egress serves itself.
     pub async fn presigned_get(
         &self,

@@ -2,6 +2,7 @@
 //! copy bytes, verify them and commit — DESIGN.md invariants 1–5.
 
 mod copy;
+mod imports;
 
 use crate::api::AppState;
 use crate::blob::volume::{VolumeBackend, VolumeError};
@@ -188,7 +189,20 @@ impl Engine {
                     Vec::new()
                 }
             };
-            if claimed.is_empty() {
+            let imports = match self.claim_imports(free - claimed.len()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "claiming imports failed; will retry");
+                    Vec::new()
+                }
+            };
+            for job in imports {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                tokio::spawn(self.clone().run_import(job, permit));
+            }
+            if claimed.is_empty() && slots.available_permits() == free {
                 tokio::select! {
                     _ = self.state.jobs.notified() => {}
                     _ = tokio::time::sleep(self.config.poll) => {}
@@ -261,28 +275,11 @@ impl Engine {
 
     async fn run_job(self: Arc<Self>, job: ExportRec, _slot: OwnedSemaphorePermit) {
         let heartbeat = {
-            let (state, id, attempt, lease) = (
-                self.state.clone(),
-                job.id.clone(),
-                job.attempt,
-                self.config.lease,
-            );
-            async move {
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    match state
-                        .store
-                        .renew_export(&id, attempt, now_ms() + lease.as_millis() as i64)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => return,
-                        Err(e) => {
-                            tracing::warn!(export = %id, error = %format!("{e:#}"), "lease renewal failed")
-                        }
-                    }
-                }
-            }
+            let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
+            keep_lease(self.config.lease, move |until| {
+                let (state, id) = (state.clone(), id.clone());
+                async move { state.store.renew_export(&id, attempt, until).await }
+            })
         };
         let claimed_at = Instant::now();
         let ctx = JobCtx {
@@ -526,16 +523,20 @@ impl Engine {
     /// Another attempt after a capped exponential backoff with jitter, or failure when the
     /// attempts are used up.
     fn retry_end(&self, job: &ExportRec, why: String) -> JobEnd {
+        self.retry_or_fail(&job.id, job.attempt, why)
+    }
+
+    fn retry_or_fail(&self, id: &str, attempt: i64, why: String) -> JobEnd {
         let error = ApiError::new(
             503,
             9000,
             format!("There was an error communicating with the service: {why}."),
         );
-        if job.attempt >= self.config.max_attempts {
+        if attempt >= self.config.max_attempts {
             let error = ApiError::new(
                 503,
                 9000,
-                format!("Gave up after {} attempts: {why}.", job.attempt),
+                format!("Gave up after {} attempts: {why}.", attempt),
             );
             return JobEnd::Failed {
                 error: api_error_json(&error),
@@ -544,10 +545,10 @@ impl Engine {
         let exp = self
             .config
             .retry_base
-            .saturating_mul(1 << (job.attempt - 1).clamp(0, 20) as u32)
+            .saturating_mul(1 << (attempt - 1).clamp(0, 20) as u32)
             .min(self.config.retry_cap);
         let delay = rand::thread_rng().gen_range(exp / 2..=exp);
-        tracing::info!(export = %job.id, attempt = job.attempt, delay_ms = delay.as_millis() as u64, reason = %why, "export will be retried");
+        tracing::info!(job = %id, attempt = attempt, delay_ms = delay.as_millis() as u64, reason = %why, "job will be retried");
         JobEnd::Retry {
             at: now_ms() + delay.as_millis() as i64,
             error: api_error_json(&error),
@@ -624,4 +625,21 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "node".into())
+}
+
+/// Renews a lease every third of its length until a renewal says it was lost; the returned
+/// future ends then, so a `select!` against it stops the work that needed the lease.
+async fn keep_lease<F, Fut>(lease: Duration, renew: F)
+where
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match renew(now_ms() + lease.as_millis() as i64).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "lease renewal failed; will retry"),
+        }
+    }
 }

@@ -292,6 +292,67 @@ pub struct Alias {
     pub location: String,
 }
 
+/// An import job: a volume object, or every object under a folder, becomes alias files.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ImportRec {
+    pub seq: i64,
+    pub id: String,
+    pub owner: String,
+    pub volume_id: String,
+    /// Volume-relative; a folder ends with `/`.
+    pub location: String,
+    pub project_id: String,
+    /// The destination folder (the project's root folder when a project was given).
+    pub parent_id: String,
+    pub name: Option<String>,
+    pub overwrite: bool,
+    pub autorename: bool,
+    pub preserve_folder_structure: bool,
+    pub state: String,
+    pub error: Option<sqlx::types::Json<serde_json::Value>>,
+    pub attempt: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: i64,
+    pub next_attempt_at: i64,
+    /// The last object key a folder import committed.
+    pub cursor: Option<String>,
+    pub objects_imported: i64,
+    pub result_file_id: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl ImportRec {
+    pub fn is_folder(&self) -> bool {
+        self.location.ends_with('/')
+    }
+}
+
+/// One alias an import batch adds.
+#[derive(Debug, Clone)]
+pub struct NewAlias {
+    /// Sub-folders between the import's target folder and the file (created as needed).
+    pub folders: Vec<String>,
+    pub name: String,
+    pub size: i64,
+    pub md5: Option<String>,
+    /// Volume-relative location of the object.
+    pub location: String,
+}
+
+/// A step of an import, committed in one fenced transaction.
+#[derive(Debug, Clone)]
+pub struct ImportBatch {
+    /// For a folder import that keeps its structure: the top folder to create (or reuse).
+    pub top_folder: Option<String>,
+    pub aliases: Vec<NewAlias>,
+    /// The last key this batch covers.
+    pub cursor: Option<String>,
+    /// Whether this is the last batch: the job completes with it.
+    pub done: bool,
+}
+
 /// The first response to a POST sent with an `Idempotency-Key`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Idempotent {
@@ -450,6 +511,37 @@ pub trait Store: Send + Sync + 'static {
     async fn set_export_progress(&self, id: &str, attempt: i64, bytes: i64) -> Result<bool>;
     async fn finish_export(&self, id: &str, attempt: i64, end: &JobEnd)
         -> Result<bool, StoreError>;
+
+    // Import jobs.
+    async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError>;
+    async fn get_import(&self, id: &str) -> Result<Option<ImportRec>>;
+    async fn list_imports(
+        &self,
+        owner: &str,
+        project_id: Option<&str>,
+        volume_id: Option<&str>,
+        states: &[String],
+        page: Page,
+    ) -> Result<(Vec<ImportRec>, i64)>;
+    /// Claims up to `max` runnable imports, oldest first.
+    async fn claim_imports(
+        &self,
+        node: &str,
+        now: i64,
+        lease_until: i64,
+        max: i64,
+    ) -> Result<Vec<ImportRec>>;
+    async fn renew_import(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool>;
+    /// Adds a batch of aliases (folders made as needed, name clashes resolved as the job
+    /// says) and advances the cursor, fenced by the attempt; `Ok(false)` when the lease was
+    /// lost, `Conflict` on a clash the job may not resolve.
+    async fn commit_import_batch(
+        &self,
+        job: &ImportRec,
+        batch: &ImportBatch,
+    ) -> Result<bool, StoreError>;
+    /// Records a failure or a retry (`JobEnd::Failed` / `JobEnd::Retry`), fenced.
+    async fn finish_import(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool>;
 
     // Blob garbage collection (invariant 1): the sweeper frees only what a commit released.
     /// Marks unreferenced blobs as being deleted and returns every blob in that state.

@@ -4,8 +4,8 @@
 // which both engines accept; the few dialect differences live in those two files.
 
 use crate::store::{
-    classify, Blob, ExportRec, FileFilter, FileRec, Idempotent, JobEnd, Member, Page, Part,
-    Project, Store, StoreError, Upload, User, VolumeRec,
+    classify, Blob, ExportRec, FileFilter, FileRec, Idempotent, ImportBatch, ImportRec, JobEnd,
+    Member, Page, Part, Project, Store, StoreError, Upload, User, VolumeRec,
 };
 use anyhow::Result;
 use async_trait::async_trait;
@@ -26,6 +26,11 @@ const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, location, obje
 /// Jobs a worker may take: queued and due, or running under a lease that expired.
 const RUNNABLE: &str = "((state = 'PENDING' AND next_attempt_at <= $1) \
      OR (state = 'RUNNING' AND lease_expires_at < $1))";
+
+const IMPORT_COLUMNS: &str = "seq, id, owner, volume_id, location, project_id, parent_id, name, \
+     overwrite, autorename, preserve_folder_structure, state, error, attempt, lease_owner, \
+     lease_expires_at, next_attempt_at, cursor, objects_imported, result_file_id, created_at, \
+     started_at, finished_at";
 
 const PROJECT_COLUMNS: &str = "p.id, p.owner, p.name, p.description, p.billing_group, p.category, \
      p.tags, p.settings, p.root_folder, p.is_public, p.created_by, p.created_at, p.modified_at";
@@ -81,6 +86,52 @@ async fn insert_file(
     .await
     .map_err(classify)?;
     Ok(())
+}
+
+/// The folder `name` in `parent`, made if missing; `Conflict` when a file holds the name.
+async fn folder_in(tx: &mut sqlx::Transaction<'_, Db>, project_id: &str, parent: &str, name: &str) -> Result<String, StoreError> {
+    let found: Option<(String, bool)> = sqlx::query_as("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2")
+        .bind(parent)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some((id, true)) => Ok(id),
+        Some((_, false)) => Err(StoreError::Conflict),
+        None => {
+            let folder = FileRec::new(project_id, Some(parent), name, true);
+            insert_file(tx, &folder).await?;
+            Ok(folder.id)
+        }
+    }
+}
+
+/// Inserts `file`, resolving a taken name as the import says: replace the file (never a
+/// folder), rename it `_N_name`, or refuse with `Conflict`.
+async fn insert_resolving(tx: &mut sqlx::Transaction<'_, Db>, mut file: FileRec, overwrite: bool, autorename: bool) -> Result<String, StoreError> {
+    let parent = file.parent_id.clone().unwrap_or_default();
+    let base = file.name.clone();
+    for n in 1..=1000 {
+        let taken: Option<(String, bool)> = sqlx::query_as("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2")
+            .bind(&parent)
+            .bind(&file.name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match taken {
+            None => {
+                insert_file(tx, &file).await?;
+                return Ok(file.id);
+            }
+            Some((old, false)) if overwrite => {
+                remove_file(tx, &old).await?;
+                insert_file(tx, &file).await?;
+                return Ok(file.id);
+            }
+            Some(_) if autorename => file.name = format!("_{n}_{base}"),
+            Some(_) => return Err(StoreError::Conflict),
+        }
+    }
+    Err(StoreError::Conflict)
 }
 
 /// Deletes one file row inside `tx` and drops its blob reference. Folders must be empty.
@@ -854,6 +905,172 @@ impl Store for This {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        for j in jobs {
+            sqlx::query(
+                "INSERT INTO imports (id, owner, volume_id, location, project_id, parent_id, name, overwrite, \
+                 autorename, preserve_folder_structure, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&j.id)
+            .bind(&j.owner)
+            .bind(&j.volume_id)
+            .bind(&j.location)
+            .bind(&j.project_id)
+            .bind(&j.parent_id)
+            .bind(&j.name)
+            .bind(j.overwrite)
+            .bind(j.autorename)
+            .bind(j.preserve_folder_structure)
+            .bind(&j.state)
+            .bind(j.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_import(&self, id: &str) -> Result<Option<ImportRec>> {
+        Ok(sqlx::query_as(&format!("SELECT {IMPORT_COLUMNS} FROM imports WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_imports(&self, owner: &str, project_id: Option<&str>, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ImportRec>, i64)> {
+        let filter = |qb: &mut QueryBuilder<'_, Db>| {
+            qb.push(" WHERE owner = ").push_bind(owner.to_string());
+            if let Some(p) = project_id {
+                qb.push(" AND project_id = ").push_bind(p.to_string());
+            }
+            if let Some(v) = volume_id {
+                qb.push(" AND volume_id = ").push_bind(v.to_string());
+            }
+            if !states.is_empty() {
+                qb.push(" AND state IN (");
+                let mut list = qb.separated(", ");
+                for s in states {
+                    list.push_bind(s.clone());
+                }
+                qb.push(")");
+            }
+        };
+        let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM imports");
+        filter(&mut count);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::<Db>::new(format!("SELECT {IMPORT_COLUMNS} FROM imports"));
+        filter(&mut select);
+        select.push(" ORDER BY seq DESC LIMIT ").push_bind(page.limit).push(" OFFSET ").push_bind(page.offset);
+        let items = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok((items, total))
+    }
+
+    async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let claimed = sqlx::query_as(&format!(
+            "UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
+             WHERE {RUNNABLE} AND seq IN (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
+             RETURNING {IMPORT_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(node)
+        .bind(lease_until)
+        .bind(max)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn renew_import(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE imports SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
+            .bind(lease_until)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn commit_import_batch(&self, job: &ImportRec, batch: &ImportBatch) -> Result<bool, StoreError> {
+        let mut tx = begin_write(&self.pool).await?;
+        let fenced = sqlx::query(
+            "UPDATE imports SET objects_imported = objects_imported + $1, cursor = $2 \
+             WHERE id = $3 AND attempt = $4 AND state = 'RUNNING'",
+        )
+        .bind(batch.aliases.len() as i64)
+        .bind(&batch.cursor)
+        .bind(&job.id)
+        .bind(job.attempt)
+        .execute(&mut *tx)
+        .await?;
+        if fenced.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let base = match &batch.top_folder {
+            Some(name) => folder_in(&mut tx, &job.project_id, &job.parent_id, name).await?,
+            None => job.parent_id.clone(),
+        };
+        let mut last = None;
+        for alias in &batch.aliases {
+            let mut folder = base.clone();
+            for segment in &alias.folders {
+                folder = folder_in(&mut tx, &job.project_id, &folder, segment).await?;
+            }
+            let mut file = FileRec::new(&job.project_id, Some(&folder), &alias.name, false);
+            file.size = Some(alias.size);
+            file.md5 = alias.md5.clone();
+            file.volume_id = Some(job.volume_id.clone());
+            file.location = Some(alias.location.clone());
+            last = Some(insert_resolving(&mut tx, file, job.overwrite, job.autorename).await?);
+        }
+        if batch.done {
+            let result = if job.is_folder() { Some(base) } else { last };
+            sqlx::query(
+                "UPDATE imports SET state = 'COMPLETED', result_file_id = $1, finished_at = $2, error = NULL, \
+                 lease_owner = NULL WHERE id = $3 AND attempt = $4",
+            )
+            .bind(result)
+            .bind(crate::util::now_ms())
+            .bind(&job.id)
+            .bind(job.attempt)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_import(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool> {
+        let now = crate::util::now_ms();
+        let done = match end {
+            JobEnd::Failed { error } => sqlx::query(
+                "UPDATE imports SET state = 'FAILED', error = $3, finished_at = $4, lease_owner = NULL \
+                 WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(Json(error))
+            .bind(now),
+            JobEnd::Retry { at, error } => sqlx::query(
+                "UPDATE imports SET state = 'PENDING', error = $3, next_attempt_at = $4, lease_owner = NULL, \
+                 lease_expires_at = 0 WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(Json(error))
+            .bind(*at),
+            JobEnd::Completed { .. } => return Err(anyhow::anyhow!("imports complete through commit_import_batch")),
+        }
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>> {

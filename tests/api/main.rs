@@ -4,6 +4,7 @@
 mod common;
 mod exports;
 mod files;
+mod imports;
 mod projects;
 mod uploads;
 mod wire;

@@ -248,3 +248,33 @@ def download_bytes(file, folder):
     data = path.read_bytes()
     path.unlink()
     return data
+
+
+# ---- helpers shared by the import tests -----------------------------------------------------------
+
+def raw_import(imp):
+    """The server's JSON for a client `Import` (the client does not model `progress`)."""
+    return imp._api.get(f"/storage/imports/{imp.id}").json()
+
+
+def wait_import(imp, timeout=60):
+    """Reload a client `Import` until it is COMPLETED or FAILED."""
+    def done():
+        imp.reload()
+        return imp.state in TERMINAL
+    poll(done, f"import {imp.id} to finish", timeout)
+    return imp
+
+
+def folder_tree(api, folder_id, base=""):
+    """Every entry under a folder, recursively, as a list of (path, File); folders end with '/'.
+    A list, not a dict, so duplicate names stay visible."""
+    out = []
+    for f in api.files.query(parent=folder_id).all():
+        path = base + f.name
+        if f.is_folder():
+            out.append((path + "/", f))
+            out.extend(folder_tree(api, f.id, path + "/"))
+        else:
+            out.append((path, f))
+    return out
