@@ -115,6 +115,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::new(405, 90006, "Method not allowed.") })
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(drop_ignored_bodies))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -130,6 +131,27 @@ pub fn router(state: Arc<AppState>) -> Router {
             HeaderName::from_static("x-sbg-auth-token"),
         ]))
         .with_state(state)
+}
+
+/// The official client sends `null` with every GET and `{}` with every DELETE. Reading that
+/// small body before answering keeps the connection reusable: a body left unread makes the
+/// server close the connection, and a client reusing it at that moment sees a reset.
+async fn drop_ignored_bodies(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if !matches!(*req.method(), Method::GET | Method::DELETE | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    if axum::body::to_bytes(body, 64 * 1024).await.is_err() {
+        return ApiError::new(
+            413,
+            90000,
+            "GET and DELETE bodies are ignored and must be small.",
+        )
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::empty()))
+        .await
 }
 
 /// Error responses that layers produce without a body (a timeout, say) get the SBG JSON shape.

@@ -66,9 +66,10 @@ pub fn file(base: &str, f: &FileRec) -> Value {
         }
         _ => json!({"type": "PLATFORM"}),
     };
+    // An import knows only what the object's metadata tells (an MD5 from a plain ETag).
     let checksums = match (&f.md5, &f.crc32c) {
-        (Some(md5), Some(crc32c)) => json!({"md5": md5, "crc32c": crc32c}),
-        _ => Value::Null,
+        (None, None) => Value::Null,
+        (md5, crc32c) => json!({"md5": md5, "crc32c": crc32c}),
     };
     json!({
         "href": format!("{base}/v2/files/{}", f.id),
