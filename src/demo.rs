@@ -83,16 +83,41 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The welcome text with three commands to try.
-pub fn welcome(base: &str) -> String {
+/// The welcome text with three commands to try: who am I, list the project, and export a
+/// sample file to the demo volume (a copy, so the demo can be run again).
+pub async fn welcome(state: &AppState, data_dir: &Path) -> Result<String> {
+    let base = state.base();
+    let project = state
+        .store
+        .get_project(&format!("{DEMO_USER}/demo-project"))
+        .await?;
+    let root = project.map(|p| p.root_folder).unwrap_or_default();
+    let filter = crate::store::FileFilter {
+        names: vec!["sample.vcf".into()],
+        tags: vec![],
+    };
+    let (files, _) = state
+        .store
+        .list_children(
+            &root,
+            &filter,
+            crate::store::Page {
+                offset: 0,
+                limit: 1,
+            },
+        )
+        .await?;
+    let file = files.first().map(|f| f.id.clone()).unwrap_or_default();
     let auth = format!("-H 'X-SBG-Auth-Token: {DEMO_TOKEN}'");
-    format!(
+    Ok(format!(
         "Egress demo is running at {base}/v2\n\
-         Demo user: {DEMO_USER}   token: {DEMO_TOKEN}   project: {DEMO_USER}/demo-project\n\n\
+         Demo user: {DEMO_USER}   token: {DEMO_TOKEN}   project: {DEMO_USER}/demo-project\n\
+         Demo volume: {DEMO_USER}/{DEMO_VOLUME} (the folder {})\n\n\
          Try:\n\
          \x20 curl -s {auth} {base}/v2/user\n\
          \x20 curl -s {auth} '{base}/v2/files?project={DEMO_USER}/demo-project'\n\
-         \x20 curl -s {auth} -X POST -H 'Content-Type: application/json' \\\n\
-         \x20      -d '{{\"name\": \"results\", \"type\": \"folder\", \"project\": \"{DEMO_USER}/demo-project\"}}' {base}/v2/files\n"
-    )
+         \x20 curl -s {auth} -X POST -H 'Content-Type: application/json' '{base}/v2/storage/exports?copy_only=true' \\\n\
+         \x20      -d '{{\"source\": {{\"file\": \"{file}\"}}, \"destination\": {{\"volume\": \"{DEMO_USER}/{DEMO_VOLUME}\", \"location\": \"exports/sample.vcf\"}}, \"overwrite\": true}}'\n",
+        data_dir.join("demo-volume").display()
+    ))
 }

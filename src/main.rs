@@ -206,6 +206,7 @@ async fn admin(store: StoreArgs, command: AdminCommand) -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(args.log_json);
+    let data_dir = args.store.data_dir.clone();
     let mut config = Config::new(&args.listen, args.store.data_dir);
     config.database_url = args.store.database_url;
     config.platform_storage = args.platform_storage;
@@ -240,7 +241,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let running = server::start(config).await?;
     tracing::info!(addr = %running.addr, engine = running.state.store.engine(), "egress is serving");
     if args.demo {
-        println!("{}", egress::demo::welcome(running.state.base()));
+        println!(
+            "{}",
+            egress::demo::welcome(&running.state, &data_dir).await?
+        );
     }
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
