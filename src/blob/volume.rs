@@ -154,6 +154,18 @@ impl ObjectInfo {
     }
 }
 
+/// What a listing says about an object.
+fn listed(o: &aws_sdk_s3::types::Object) -> ObjectInfo {
+    let mut info = ObjectInfo::new(
+        o.key().unwrap_or_default().to_string(),
+        o.size().unwrap_or(0),
+    );
+    info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
+    info.last_modified = o.last_modified().and_then(|t| t.to_millis().ok());
+    info.storage_class = o.storage_class().map(|c| c.as_str().to_string());
+    info
+}
+
 /// One page of a delimited listing.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -320,20 +332,7 @@ impl VolumeBackend {
                     .send()
                     .await
                     .map_err(|e| classify(&e))?;
-                let objects = out
-                    .contents()
-                    .iter()
-                    .map(|o| {
-                        let mut info = ObjectInfo::new(
-                            o.key().unwrap_or_default().to_string(),
-                            o.size().unwrap_or(0),
-                        );
-                        info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
-                        info.last_modified = o.last_modified().and_then(|t| t.to_millis().ok());
-                        info.storage_class = o.storage_class().map(|c| c.as_str().to_string());
-                        info
-                    })
-                    .collect();
+                let objects = out.contents().iter().map(listed).collect();
                 let prefixes = out
                     .common_prefixes()
                     .iter()
@@ -373,18 +372,7 @@ impl VolumeBackend {
                     .send()
                     .await
                     .map_err(|e| classify(&e))?;
-                let objects = out
-                    .contents()
-                    .iter()
-                    .map(|o| {
-                        let mut info = ObjectInfo::new(
-                            o.key().unwrap_or_default().to_string(),
-                            o.size().unwrap_or(0),
-                        );
-                        info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
-                        info
-                    })
-                    .collect();
+                let objects = out.contents().iter().map(listed).collect();
                 Ok((objects, out.is_truncated() == Some(true)))
             }
             VolumeBackend::Local { root } => {

@@ -88,6 +88,44 @@ async fn insert_file(
     Ok(())
 }
 
+/// A page of one user's jobs, newest first, filtered by equal columns and by state.
+async fn list_jobs<T>(
+    pool: &sqlx::Pool<Db>,
+    table: &str,
+    columns: &str,
+    owner: &str,
+    equal: &[(&str, Option<&str>)],
+    states: &[String],
+    page: Page,
+) -> Result<(Vec<T>, i64)>
+where
+    T: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+{
+    let filter = |qb: &mut QueryBuilder<'_, Db>| {
+        qb.push(" WHERE owner = ").push_bind(owner.to_string());
+        for (column, value) in equal {
+            if let Some(v) = value {
+                qb.push(format!(" AND {column} = ")).push_bind(v.to_string());
+            }
+        }
+        if !states.is_empty() {
+            qb.push(" AND state IN (");
+            let mut list = qb.separated(", ");
+            for s in states {
+                list.push_bind(s.clone());
+            }
+            qb.push(")");
+        }
+    };
+    let mut count = QueryBuilder::<Db>::new(format!("SELECT COUNT(*) FROM {table}"));
+    filter(&mut count);
+    let (total,): (i64,) = count.build_query_as().fetch_one(pool).await?;
+    let mut select = QueryBuilder::<Db>::new(format!("SELECT {columns} FROM {table}"));
+    filter(&mut select);
+    select.push(" ORDER BY seq DESC LIMIT ").push_bind(page.limit).push(" OFFSET ").push_bind(page.offset);
+    Ok((select.build_query_as().fetch_all(pool).await?, total))
+}
+
 /// The folder `name` in `parent`, made if missing; `Conflict` when a file holds the name.
 async fn folder_in(tx: &mut sqlx::Transaction<'_, Db>, project_id: &str, parent: &str, name: &str) -> Result<String, StoreError> {
     let found: Option<(String, bool)> = sqlx::query_as("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2")
@@ -750,28 +788,7 @@ impl Store for This {
     }
 
     async fn list_exports(&self, owner: &str, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ExportRec>, i64)> {
-        let filter = |qb: &mut QueryBuilder<'_, Db>| {
-            qb.push(" WHERE owner = ").push_bind(owner.to_string());
-            if let Some(v) = volume_id {
-                qb.push(" AND volume_id = ").push_bind(v.to_string());
-            }
-            if !states.is_empty() {
-                qb.push(" AND state IN (");
-                let mut list = qb.separated(", ");
-                for s in states {
-                    list.push_bind(s.clone());
-                }
-                qb.push(")");
-            }
-        };
-        let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM exports");
-        filter(&mut count);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::<Db>::new(format!("SELECT {EXPORT_COLUMNS} FROM exports"));
-        filter(&mut select);
-        select.push(" ORDER BY seq DESC LIMIT ").push_bind(page.limit).push(" OFFSET ").push_bind(page.offset);
-        let items = select.build_query_as().fetch_all(&self.pool).await?;
-        Ok((items, total))
+        list_jobs(&self.pool, "exports", EXPORT_COLUMNS, owner, &[("volume_id", volume_id)], states, page).await
     }
 
     async fn moving_export(&self, file_id: &str) -> Result<Option<String>> {
@@ -943,31 +960,8 @@ impl Store for This {
     }
 
     async fn list_imports(&self, owner: &str, project_id: Option<&str>, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ImportRec>, i64)> {
-        let filter = |qb: &mut QueryBuilder<'_, Db>| {
-            qb.push(" WHERE owner = ").push_bind(owner.to_string());
-            if let Some(p) = project_id {
-                qb.push(" AND project_id = ").push_bind(p.to_string());
-            }
-            if let Some(v) = volume_id {
-                qb.push(" AND volume_id = ").push_bind(v.to_string());
-            }
-            if !states.is_empty() {
-                qb.push(" AND state IN (");
-                let mut list = qb.separated(", ");
-                for s in states {
-                    list.push_bind(s.clone());
-                }
-                qb.push(")");
-            }
-        };
-        let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM imports");
-        filter(&mut count);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::<Db>::new(format!("SELECT {IMPORT_COLUMNS} FROM imports"));
-        filter(&mut select);
-        select.push(" ORDER BY seq DESC LIMIT ").push_bind(page.limit).push(" OFFSET ").push_bind(page.offset);
-        let items = select.build_query_as().fetch_all(&self.pool).await?;
-        Ok((items, total))
+        let equal = [("project_id", project_id), ("volume_id", volume_id)];
+        list_jobs(&self.pool, "imports", IMPORT_COLUMNS, owner, &equal, states, page).await
     }
 
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {

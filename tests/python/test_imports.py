@@ -667,3 +667,103 @@ def test_a_volume_with_imported_aliases_cannot_be_deleted_even_when_deactivated(
     api.volumes.get(v.id).delete()
     with pytest.raises(NotFound):
         api.volumes.get(v.id)
+
+
+# ---- checksums, odd keys, folder markers, concurrent clashes ---------------------------------------
+
+def md5_of_alias(api, f):
+    return (file_json(api, f.id).get("checksums") or {}).get("md5")
+
+
+def test_md5_only_when_the_etag_is_one(api, moto, s3, scratch):
+    """The ETag is the MD5 only for a single-part object without KMS: a multipart or KMS object's
+    ETag must not be reported as its MD5, neither by an object nor by a folder import."""
+    project = new_project(api)
+    v, bucket = make_volume(api, moto)
+    plain = os.urandom(1000)
+    plain_etag = put(s3, bucket, "sums/plain.bin", plain)
+    s3.put_object(Bucket=bucket, Key="sums/kms.bin", Body=b"kms encrypted", ServerSideEncryption="aws:kms",
+                  SSEKMSKeyId="key-1")
+    big = os.urandom(11 * 1024 * 1024)
+    mpu = s3.create_multipart_upload(Bucket=bucket, Key="sums/multi.bin")
+    parts = []
+    for n, start in enumerate(range(0, len(big), 5 * 1024 * 1024), 1):
+        r = s3.upload_part(Bucket=bucket, Key="sums/multi.bin", UploadId=mpu["UploadId"], PartNumber=n,
+                           Body=big[start:start + 5 * 1024 * 1024])
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="sums/multi.bin", UploadId=mpu["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    assert "-" in s3.head_object(Bucket=bucket, Key="sums/multi.bin")["ETag"]
+
+    singles = {}
+    for key in ("plain.bin", "kms.bin", "multi.bin"):
+        imp = wait_import(api.imports.submit_import(volume=v, location="sums/" + key, project=project))
+        assert imp.state == "COMPLETED", raw_import(imp)["error"]
+        singles[key] = imp.result
+    assert md5_of_alias(api, singles["plain.bin"]) == plain_etag
+    assert md5_of_alias(api, singles["kms.bin"]) is None, "a KMS object's ETag is not its MD5"
+    assert md5_of_alias(api, singles["multi.bin"]) is None, "a multipart ETag is not an MD5"
+    assert file_json(api, singles["multi.bin"].id)["size"] == len(big)
+    assert download_bytes(api.files.get(singles["multi.bin"].id), scratch) == big
+
+    dest = api.files.create_folder(unique("sums"), project=project.id)
+    imp = wait_import(api.imports.submit_import(volume=v, location="sums/", parent=dest))
+    assert imp.state == "COMPLETED", raw_import(imp)["error"]
+    tree = dict(folder_tree(api, imp.result.id))
+    assert sorted(tree) == ["kms.bin", "multi.bin", "plain.bin"]
+    assert md5_of_alias(api, tree["plain.bin"]) == plain_etag
+    assert md5_of_alias(api, tree["multi.bin"]) is None, "a multipart ETag is not an MD5 (folder import)"
+    assert md5_of_alias(api, tree["kms.bin"]) is None, "a KMS object's ETag is not its MD5 (folder import)"
+
+
+def test_keys_with_spaces_unicode_and_plus_signs(api, moto, s3, scratch):
+    project = new_project(api)
+    v, bucket = make_volume(api, moto, prefix="odd")
+    data = os.urandom(999)
+    put(s3, bucket, "odd/dir with space/ä b+c.txt", data)
+    imp = wait_import(api.imports.submit_import(volume=v, location="dir with space/ä b+c.txt", project=project))
+    assert imp.state == "COMPLETED", raw_import(imp)["error"]
+    assert imp.source.location == "dir with space/ä b+c.txt"
+    assert imp.result.name == "ä b+c.txt"
+    assert_alias(api, imp.result, v, "dir with space/ä b+c.txt", data, scratch)
+
+    folder = wait_import(api.imports.submit_import(volume=v, location="dir with space/", project=project))
+    assert folder.state == "COMPLETED", raw_import(folder)["error"]
+    assert folder.result.name == "dir with space"
+    [(path, f)] = folder_tree(api, folder.result.id)
+    assert path == "ä b+c.txt"
+    assert_alias(api, f, v, "dir with space/ä b+c.txt", data, scratch)
+
+
+def test_folder_markers_do_not_become_files(api, moto, s3):
+    """Consoles create zero-byte `dir/` keys as folder markers: they are folders, not files."""
+    project = new_project(api)
+    v, bucket = make_volume(api, moto)
+    for key in ("m/", "m/sub/", "m/sub/empty/"):
+        put(s3, bucket, key, b"")
+    put(s3, bucket, "m/sub/f.txt", b"f")
+    imp = wait_import(api.imports.submit_import(volume=v, location="m/", project=project))
+    assert imp.state == "COMPLETED", raw_import(imp)["error"]
+    paths = [p for p, _ in folder_tree(api, imp.result.id)]
+    assert "" not in paths and not any(p.endswith("//") for p in paths), paths
+    assert "sub/f.txt" in paths and [p for p in paths if not p.endswith("/")] == ["sub/f.txt"], paths
+
+
+def test_concurrent_imports_of_one_name_never_duplicate_it(api, moto, s3, scratch):
+    project = new_project(api)
+    v, bucket = make_volume(api, moto)
+    put(s3, bucket, "same.txt", b"same")
+
+    plain = api.imports.bulk_submit([{"volume": v.id, "location": "same.txt", "project": project.id}] * 5)
+    jobs = [wait_import(r.resource) for r in plain]
+    assert sorted(j.state for j in jobs) == ["COMPLETED"] + ["FAILED"] * 4, [j.state for j in jobs]
+    assert all(job_error(j) == (409, 9108) for j in jobs if j.state == "FAILED")
+    assert names_in(api, project.root_folder) == ["same.txt"]
+
+    renamed = api.imports.bulk_submit([{"volume": v.id, "location": "same.txt", "project": project.id,
+                                        "autorename": True}] * 5)
+    jobs = [wait_import(r.resource) for r in renamed]
+    assert all(j.state == "COMPLETED" for j in jobs), [raw_import(j)["error"] for j in jobs]
+    expected = ["same.txt"] + [f"_{i}_same.txt" for i in range(1, 6)]
+    assert names_in(api, project.root_folder) == sorted(expected)
+    assert sorted(j.result.name for j in jobs) == sorted(expected[1:])
