@@ -115,7 +115,7 @@ pub async fn copy_object(
     t: &Target<'_>,
     src_bucket: &str,
     src_key: &str,
-) -> Result<(), JobError> {
+) -> Result<Option<String>, JobError> {
     let mut request = with_properties!(
         t.client
             .copy_object()
@@ -129,8 +129,12 @@ pub async fn copy_object(
     if !t.overwrite {
         request = request.if_none_match("*");
     }
-    observed("CopyObject", request.send().await)?;
-    Ok(())
+    let copied = observed("CopyObject", request.send().await)?;
+    // S3 can send an error inside a 200; the SDK parses it into `Err`. The new ETag comes back.
+    Ok(copied
+        .copy_object_result()
+        .and_then(|r| r.e_tag())
+        .map(|e| e.trim_matches('"').to_string()))
 }
 
 /// Creates a multipart upload and records its id on the job, so a later attempt can abort it.

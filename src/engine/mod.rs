@@ -368,9 +368,12 @@ impl Engine {
                     properties: &job.properties,
                     overwrite: job.overwrite,
                 };
-                self.copy_to_s3(ctx, &target, &volume, &file, &blob_id, size)
+                let verified = self
+                    .copy_to_s3(ctx, &target, &volume, &file, &blob_id, size)
                     .await?;
-                verify_s3(&target, job, &file, size).await?;
+                if !verified {
+                    verify_s3(&target, job, &file, size).await?;
+                }
             }
             VolumeBackend::Local { root } => {
                 let md5 = file.md5.clone().unwrap_or_default();
@@ -411,12 +414,12 @@ impl Engine {
         file: &FileRec,
         blob_id: &str,
         size: u64,
-    ) -> Result<(), JobError> {
+    ) -> Result<bool, JobError> {
         let job = ctx.job;
         if !job.overwrite {
             if let Some(info) = head(t).await? {
                 return if info.user_metadata.get(STAMP) == Some(&job.id) {
-                    Ok(())
+                    Ok(false)
                 } else {
                     Err(exists_error())
                 };
@@ -430,9 +433,16 @@ impl Engine {
             .filter(|s| s.endpoint == volume.service.endpoint);
         let server_side = match &source {
             Some(src) if size <= self.config.multipart_cutoff => {
-                copy::copy_object(ctx, t, &src.bucket, &src.key).await
+                // A single-part copy without KMS answers with the MD5 as its ETag: verified.
+                let kms =
+                    t.properties.get("sse_algorithm").and_then(|v| v.as_str()) == Some("aws:kms");
+                copy::copy_object(ctx, t, &src.bucket, &src.key)
+                    .await
+                    .map(|etag| !kms && etag.is_some() && etag == file.md5)
             }
-            Some(src) => copy::multipart_copy(ctx, t, &src.bucket, &src.key, size).await,
+            Some(src) => copy::multipart_copy(ctx, t, &src.bucket, &src.key, size)
+                .await
+                .map(|()| false),
             None => Err(JobError::Terminal(ApiError::internal())),
         };
         let result = match server_side {
@@ -444,13 +454,15 @@ impl Engine {
                     file.md5.clone().unwrap_or_default(),
                     file.crc32c.clone().unwrap_or_default(),
                 );
-                copy::streamed_upload(ctx, t, &blob_key, size, &md5, &crc).await
+                copy::streamed_upload(ctx, t, &blob_key, size, &md5, &crc)
+                    .await
+                    .map(|()| false)
             }
             other => other,
         };
         match result {
             Err(JobError::Exists) => match head(t).await? {
-                Some(info) if info.user_metadata.get(STAMP) == Some(&job.id) => Ok(()),
+                Some(info) if info.user_metadata.get(STAMP) == Some(&job.id) => Ok(false),
                 _ => Err(exists_error()),
             },
             other => other,

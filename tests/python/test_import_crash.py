@@ -38,7 +38,10 @@ def later_listing_page(request):
     return request.method == "GET" and ("start-after=" in request.target or "continuation-token=" in request.target)
 
 
-def test_kill9_during_a_folder_import_then_restart(egress_factory, moto, proxy, tmp_path):
+@pytest.mark.parametrize("preserve, autorename", [(True, False), (False, True)], ids=["structure", "flat-autorename"])
+def test_kill9_during_a_folder_import_then_restart(preserve, autorename, egress_factory, moto, proxy, tmp_path):
+    """Flat with autorename is the strictest case: a batch replayed after the restart would not
+    fail on the clash, it would silently add `_1_objNNN.txt` duplicates."""
     server = egress_factory("--lease-secs", "2", "--retry-base-ms", "50", allow=[proxy.url])
     api = sbg.Api(url=server.url + "/v2", token=server.create_user("crashimp"), debug=True)
     project = api.projects.create(name="Import crash")
@@ -54,7 +57,8 @@ def test_kill9_during_a_folder_import_then_restart(egress_factory, moto, proxy, 
     s3.put_object(Bucket=bucket, Key="pre/many2/x.txt", Body=b"a sibling folder")
 
     proxy.hold(later_listing_page)
-    imp = api.imports.submit_import(volume=v, location="many/", project=project)
+    imp = api.imports.submit_import(volume=v, location="many/", project=project,
+                                    preserve_folder_structure=preserve, autorename=autorename)
 
     def in_flight():
         body = raw_import(imp)
@@ -77,27 +81,37 @@ def test_kill9_during_a_folder_import_then_restart(egress_factory, moto, proxy, 
     assert body["error"] is None
     assert body["progress"]["objects_imported"] == N
 
-    # One top folder, named after the location, and nothing else at the project root.
     roots = list(api.files.query(project=project.id).all())
-    assert [(f.name, f.type) for f in roots] == [("many", "folder")], [(f.name, f.type) for f in roots]
-    top = roots[0]
-    assert imp.result is not None and imp.result.id == top.id
+    if preserve:
+        # One top folder, named after the location, and nothing else at the project root.
+        assert [(f.name, f.type) for f in roots] == [("many", "folder")], [(f.name, f.type) for f in roots][:10]
+        top = roots[0]
+        assert imp.result is not None and imp.result.id == top.id
+        tree = folder_tree(api, top.id)
+        expected = {key[len("many/"):]: key for key in objects}
+        expected_folders = [f"d{i}/" for i in range(5)]
+    else:
+        assert imp.result is not None and imp.result.id == project.root_folder
+        tree = folder_tree(api, project.root_folder)
+        expected = {key.rsplit("/", 1)[1]: key for key in objects}
+        expected_folders = []
 
-    # Exactly one alias per object, the structure mirrored, no duplicate folder or file.
-    tree = folder_tree(api, top.id)
+    # Exactly one alias per object, no duplicate folder or file (nor an autorenamed twin).
     counts = Counter(path for path, _ in tree)
     duplicates = {p: n for p, n in counts.items() if n > 1}
     assert not duplicates, f"duplicate entries after the restart: {sorted(duplicates)[:10]}"
-    folders = sorted(p for p in counts if p.endswith("/"))
+    assert sorted(p for p in counts if p.endswith("/")) == expected_folders
     files = {p: f for p, f in tree if not p.endswith("/")}
-    assert folders == [f"d{i}/" for i in range(5)]
-    assert len(files) == N
-    assert sorted("many/" + p for p in files) == sorted(objects)
+    extra = sorted(set(files) - set(expected))
+    assert not extra, f"unexpected files (replayed batches?): {extra[:10]} (+{max(0, len(extra) - 10)})"
+    assert len(files) == N and set(files) == set(expected)
     for path, f in files.items():
+        key = expected[path]
         assert f.storage.type == "VOLUME" and f.storage.volume == v.id, path
-        assert f.storage.location == "many/" + path, (path, f.storage.location)
-        assert f.size == len(objects["many/" + path]), path
+        assert f.storage.location == key, (path, f.storage.location)
+        assert f.size == len(objects[key]), path
 
-    for path in ("d0/obj000.txt", f"d4/obj{N - 1:03}.txt"):
-        assert download_bytes(api.files.get(files[path].id), tmp_path) == objects["many/" + path]
+    first, last = sorted(files)[0], sorted(files)[-1]
+    for path in (first, last):
+        assert download_bytes(api.files.get(files[path].id), tmp_path) == objects[expected[path]]
     assert api.imports.query(project=project).total == 1
