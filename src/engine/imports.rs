@@ -21,7 +21,7 @@ fn last_segment(path: &str) -> &str {
         .unwrap_or(path)
 }
 
-/// The MD5 an S3 listing or HEAD gives for free: the ETag of a single-part object.
+/// The MD5 an object's HEAD gives for free: the ETag of a single-part object without KMS.
 fn md5_of(info: &ObjectInfo) -> Option<String> {
     let etag = info.etag.as_deref()?;
     (etag.len() == 32
@@ -183,7 +183,9 @@ impl Engine {
                         },
                         name,
                         size: o.size,
-                        md5: md5_of(o),
+                        // A listing does not say how an object is encrypted, and an SSE-KMS
+                        // ETag is no MD5: only an object's own HEAD can vouch for it.
+                        md5: None,
                         location: format!("{}{relative}", job.location),
                     }
                 })
