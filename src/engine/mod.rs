@@ -189,7 +189,7 @@ impl Engine {
                     Vec::new()
                 }
             };
-            let imports = match self.claim_imports(free - claimed.len()).await {
+            let imports = match self.claim_imports(free.saturating_sub(claimed.len())).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "claiming imports failed; will retry");

@@ -9,6 +9,8 @@ const ENGINE: &str = "postgres";
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
+    /// The same pool: Postgres commits are durable either way.
+    jobs_pool: Pool<Postgres>,
 }
 
 impl PostgresStore {
@@ -18,7 +20,10 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            jobs_pool: pool.clone(),
+            pool,
+        })
     }
 }
 

@@ -807,21 +807,22 @@ impl Store for This {
         ))
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.jobs_pool)
         .await?)
     }
 
     async fn claim_exports(&self, owner: &str, volume_id: &str, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ExportRec>> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(&self.jobs_pool).await?;
         let claimed = sqlx::query_as(&format!(
-            "UPDATE exports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
-             attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
-             WHERE {RUNNABLE} AND seq IN (SELECT e.seq FROM exports e \
+            "WITH picked AS MATERIALIZED (SELECT e.seq FROM exports e \
                WHERE e.owner = $4 AND e.volume_id = $5 \
                AND ((e.state = 'PENDING' AND e.next_attempt_at <= $1) OR (e.state = 'RUNNING' AND e.lease_expires_at < $1)) \
                AND NOT EXISTS (SELECT 1 FROM exports o WHERE o.volume_id = e.volume_id \
                  AND o.object_key = e.object_key AND o.seq < e.seq AND o.state IN ('PENDING', 'RUNNING')) \
                ORDER BY e.seq LIMIT $6{CLAIM_LOCK}) \
+             UPDATE exports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
+             WHERE {RUNNABLE} AND seq IN (SELECT seq FROM picked) \
              RETURNING {EXPORT_COLUMNS}"
         ))
         .bind(now)
@@ -841,7 +842,7 @@ impl Store for This {
             .bind(lease_until)
             .bind(id)
             .bind(attempt)
-            .execute(&self.pool)
+            .execute(&self.jobs_pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -851,7 +852,7 @@ impl Store for This {
             .bind(upload_id)
             .bind(id)
             .bind(attempt)
-            .execute(&self.pool)
+            .execute(&self.jobs_pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -861,14 +862,14 @@ impl Store for This {
             .bind(bytes)
             .bind(id)
             .bind(attempt)
-            .execute(&self.pool)
+            .execute(&self.jobs_pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn finish_export(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool, StoreError> {
         let now = crate::util::now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(&self.jobs_pool).await?;
         let done = match end {
             JobEnd::Completed { bytes, .. } => sqlx::query(
                 "UPDATE exports SET state = 'COMPLETED', bytes_copied = $3, finished_at = $4, error = NULL, \
@@ -965,11 +966,12 @@ impl Store for This {
     }
 
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(&self.jobs_pool).await?;
         let claimed = sqlx::query_as(&format!(
-            "UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
+            "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
+             UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
-             WHERE {RUNNABLE} AND seq IN (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
+             WHERE {RUNNABLE} AND seq IN (SELECT seq FROM picked) \
              RETURNING {IMPORT_COLUMNS}"
         ))
         .bind(now)
@@ -987,13 +989,13 @@ impl Store for This {
             .bind(lease_until)
             .bind(id)
             .bind(attempt)
-            .execute(&self.pool)
+            .execute(&self.jobs_pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn commit_import_batch(&self, job: &ImportRec, batch: &ImportBatch) -> Result<bool, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(&self.jobs_pool).await?;
         let fenced = sqlx::query(
             "UPDATE imports SET objects_imported = objects_imported + $1, cursor = $2 \
              WHERE id = $3 AND attempt = $4 AND state = 'RUNNING'",
@@ -1062,7 +1064,7 @@ impl Store for This {
             .bind(*at),
             JobEnd::Completed { .. } => return Err(anyhow::anyhow!("imports complete through commit_import_batch")),
         }
-        .execute(&self.pool)
+        .execute(&self.jobs_pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -1,5 +1,11 @@
 //! The embedded engine: one SQLite file in WAL mode. Writers take the lock up front with
 //! `BEGIN IMMEDIATE`, so concurrent writers wait on the busy timeout instead of failing mid-transaction.
+//!
+//! Two pools share the file. What users are told is done (uploads, deletes, submissions) and the
+//! sweeper's marking of doomed blobs commit with `synchronous=FULL`. The engine's own bookkeeping
+//! (claims, leases, progress, job ends) commits with `NORMAL`: after a power loss it may roll back,
+//! and the job then simply runs again. Because a FULL commit syncs the whole WAL, every earlier
+//! commit is durable before the sweeper deletes any bytes a commit released (invariant 1).
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite, Transaction};
@@ -12,6 +18,7 @@ const ENGINE: &str = "sqlite";
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
+    jobs_pool: Pool<Sqlite>,
 }
 
 impl SqliteStore {
@@ -19,16 +26,19 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed release of bytes must survive power loss before the sweeper acts on it.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let jobs_pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(Self { pool, jobs_pool })
     }
 }
 
