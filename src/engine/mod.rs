@@ -239,6 +239,10 @@ impl Engine {
     ) -> anyhow::Result<Vec<ExportRec>> {
         let now = now_ms();
         if groups.is_empty() || refreshed.elapsed() > Duration::from_millis(250) {
+            let expired = self.state.store.expire_leases(now).await?;
+            if expired > 0 {
+                tracing::info!(jobs = expired, "leases expired; the jobs are queued again");
+            }
             *groups = self
                 .state
                 .store

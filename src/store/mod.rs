@@ -500,6 +500,9 @@ pub trait Store: Send + Sync + 'static {
         lease_until: i64,
         max: i64,
     ) -> Result<Vec<ExportRec>>;
+    /// Puts jobs whose lease expired (their worker died or stalled) back in the queue; their
+    /// next claim raises the attempt, which fences the old worker out.
+    async fn expire_leases(&self, now: i64) -> Result<u64>;
     /// Fenced writes: each returns false when the lease was lost.
     async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool>;
     async fn set_export_upload(

@@ -23,9 +23,9 @@ const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, location, obje
      overwrite, copy_only, state, error, attempt, lease_owner, lease_expires_at, next_attempt_at, \
      upload_id, bytes_total, bytes_copied, created_at, started_at, finished_at";
 
-/// Jobs a worker may take: queued and due, or running under a lease that expired.
-const RUNNABLE: &str = "((state = 'PENDING' AND next_attempt_at <= $1) \
-     OR (state = 'RUNNING' AND lease_expires_at < $1))";
+/// Jobs a worker may take: queued and due. (Expired leases are put back in the queue by
+/// `expire_leases`, so claims stay on the `state = 'PENDING'` part of the queue index.)
+const RUNNABLE: &str = "(state = 'PENDING' AND next_attempt_at <= $1)";
 
 const IMPORT_COLUMNS: &str = "seq, id, owner, volume_id, location, project_id, parent_id, name, \
      overwrite, autorename, preserve_folder_structure, state, error, attempt, lease_owner, \
@@ -815,8 +815,7 @@ impl Store for This {
         let mut tx = begin_write(&self.jobs_pool).await?;
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT e.seq FROM exports e \
-               WHERE e.owner = $4 AND e.volume_id = $5 \
-               AND ((e.state = 'PENDING' AND e.next_attempt_at <= $1) OR (e.state = 'RUNNING' AND e.lease_expires_at < $1)) \
+               WHERE e.state = 'PENDING' AND e.owner = $4 AND e.volume_id = $5 AND e.next_attempt_at <= $1 \
                AND NOT EXISTS (SELECT 1 FROM exports o WHERE o.volume_id = e.volume_id \
                  AND o.object_key = e.object_key AND o.seq < e.seq AND o.state IN ('PENDING', 'RUNNING')) \
                ORDER BY e.seq LIMIT $6{CLAIM_LOCK}) \
@@ -835,6 +834,21 @@ impl Store for This {
         .await?;
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    async fn expire_leases(&self, now: i64) -> Result<u64> {
+        let mut expired = 0;
+        for table in ["exports", "imports"] {
+            let done = sqlx::query(&format!(
+                "UPDATE {table} SET state = 'PENDING', lease_owner = NULL, next_attempt_at = 0 \
+                 WHERE state = 'RUNNING' AND lease_expires_at < $1"
+            ))
+            .bind(now)
+            .execute(&self.jobs_pool)
+            .await?;
+            expired += done.rows_affected();
+        }
+        Ok(expired)
     }
 
     async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {

@@ -624,6 +624,24 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
 
     // A lease that expires lets another worker take the job; the old attempt is fenced out.
     let later = now + 2000;
+    assert!(
+        store
+            .claim_exports("ann", "ann/v", "n2", later, later + 1000, 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an expired lease is not taken before it is put back in the queue"
+    );
+    assert_eq!(
+        store.expire_leases(now + 500).await.unwrap(),
+        0,
+        "leases still valid stay"
+    );
+    assert_eq!(store.expire_leases(later).await.unwrap(), 1);
+    assert!(
+        !store.renew_export("j1", 1, later + 5000).await.unwrap(),
+        "an expired lease cannot be renewed"
+    );
     let retaken = store
         .claim_exports("ann", "ann/v", "n2", later, later + 1000, 1)
         .await
