@@ -90,15 +90,35 @@ impl AppState {
             .get_file(id)
             .await?
             .ok_or_else(ApiError::file_not_found)?;
-        let project = self
-            .store
-            .get_project(&file.project_id)
-            .await?
-            .ok_or_else(ApiError::file_not_found)?;
-        match self.project_perms(user, &project).await? {
-            None => Err(ApiError::file_not_found()),
-            Some(p) if !need.granted_by(p) => Err(ApiError::file_forbidden()),
-            Some(p) => Ok((file, project, p)),
+        let found = self.project_with_perms(user, &file.project_id).await?;
+        file_access(file, found, need)
+    }
+
+    /// A project and the caller's permissions on it (`None`: not visible to the caller).
+    pub async fn project_with_perms(
+        &self,
+        user: &User,
+        id: &str,
+    ) -> ApiResult<Option<(Project, Option<Perms>)>> {
+        match self.store.get_project(id).await? {
+            None => Ok(None),
+            Some(project) => {
+                let perms = self.project_perms(user, &project).await?;
+                Ok(Some((project, perms)))
+            }
         }
+    }
+}
+
+/// Whether a file in `project` (seen with `perms`) may be used as `need` says (5002 / 5001).
+pub fn file_access(
+    file: FileRec,
+    project: Option<(Project, Option<Perms>)>,
+    need: Need,
+) -> ApiResult<(FileRec, Project, Perms)> {
+    match project {
+        Some((project, Some(p))) if need.granted_by(p) => Ok((file, project, p)),
+        Some((_, Some(_))) => Err(ApiError::file_forbidden()),
+        _ => Err(ApiError::file_not_found()),
     }
 }

@@ -2,14 +2,16 @@
 //! Submission validates metadata only and records the jobs in one transaction; the engine
 //! does the copying.
 
-use super::access::Need;
+use super::access::{file_access, Need};
 use super::auth::AuthUser;
 use super::views;
 use super::volumes::volume_inactive;
 use super::wire::{bulk_entry, check_bulk_len, list_page, parse_json, Params, RawBody};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{ExportRec, Idempotent, StoreError, User, PENDING};
+use crate::store::{
+    ExportRec, FileRec, Idempotent, Perms, Project, StoreError, User, VolumeRec, PENDING,
+};
 use crate::util::{format_ms, now_ms, random_hex, sha256_hex};
 use crate::volume::{self, ServiceKind};
 use axum::extract::{OriginalUri, Path, State};
@@ -19,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -71,16 +73,44 @@ fn new_export_id() -> String {
 
 /// The Export resource; `result` is the file once the job has completed.
 pub async fn render(state: &AppState, e: &ExportRec) -> ApiResult<Value> {
-    let result = if e.state == crate::store::COMPLETED {
+    Ok(render_all(state, std::slice::from_ref(e)).await?.remove(0))
+}
+
+/// Renders jobs, loading the result files of the completed ones in one query.
+async fn render_all(state: &AppState, jobs: &[ExportRec]) -> ApiResult<Vec<Value>> {
+    let done: Vec<String> = jobs
+        .iter()
+        .filter(|e| e.state == crate::store::COMPLETED)
+        .map(|e| e.file_id.clone())
+        .collect();
+    let files: HashMap<String, FileRec> = if done.is_empty() {
+        HashMap::new()
+    } else {
         state
             .store
-            .get_file(&e.file_id)
+            .get_files(&done)
             .await?
-            .map(|f| views::file(state.base(), &f))
-    } else {
-        None
+            .into_iter()
+            .map(|f| (f.id.clone(), f))
+            .collect()
     };
-    Ok(json!({
+    Ok(jobs
+        .iter()
+        .map(|e| {
+            to_json(
+                state,
+                e,
+                files
+                    .get(&e.file_id)
+                    .filter(|_| e.state == crate::store::COMPLETED),
+            )
+        })
+        .collect())
+}
+
+fn to_json(state: &AppState, e: &ExportRec, result: Option<&FileRec>) -> Value {
+    let result = result.map(|f| views::file(state.base(), f));
+    json!({
         "href": format!("{}/v2/storage/exports/{}", state.base(), e.id),
         "id": e.id,
         "state": e.state,
@@ -95,7 +125,47 @@ pub async fn render(state: &AppState, e: &ExportRec) -> ApiResult<Value> {
         "error": e.error.as_ref().map(|j| j.0.clone()),
         "result": result,
         "progress": {"bytes_copied": e.bytes_copied, "bytes_total": e.bytes_total},
-    }))
+    })
+}
+
+/// What the items of one request share, looked up once: projects (with the caller's rights)
+/// and volumes.
+#[derive(Default)]
+struct Lookups {
+    projects: HashMap<String, Option<(Project, Option<Perms>)>>,
+    volumes: HashMap<String, ApiResult<VolumeRec>>,
+}
+
+impl Lookups {
+    async fn file(
+        &mut self,
+        state: &AppState,
+        user: &User,
+        id: &str,
+    ) -> ApiResult<(FileRec, Project, Perms)> {
+        let file = state
+            .store
+            .get_file(id)
+            .await?
+            .ok_or_else(ApiError::file_not_found)?;
+        if !self.projects.contains_key(&file.project_id) {
+            let found = state.project_with_perms(user, &file.project_id).await?;
+            self.projects.insert(file.project_id.clone(), found);
+        }
+        let project = self.projects.get(&file.project_id).cloned().flatten();
+        file_access(file, project, Need::Read)
+    }
+
+    async fn volume(&mut self, state: &AppState, user: &User, id: &str) -> ApiResult<VolumeRec> {
+        if !self.volumes.contains_key(id) {
+            let found = state.volume_for(user, id, Need::Write).await;
+            self.volumes.insert(id.to_string(), found);
+        }
+        self.volumes
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| Err(ApiError::internal()))
+    }
 }
 
 /// Validates one item against metadata only, in the order a user would fix things: the file,
@@ -106,10 +176,9 @@ async fn validate(
     item: ExportItem,
     copy_only: bool,
     taken: &mut HashSet<String>,
+    lookups: &mut Lookups,
 ) -> ApiResult<ExportRec> {
-    let (file, project, perms) = state
-        .file_in_project(user, &item.source.file, Need::Read)
-        .await?;
+    let (file, project, perms) = lookups.file(state, user, &item.source.file).await?;
     if file.is_folder
         || file.volume_id.is_some()
         || file.blob_id.is_none()
@@ -133,8 +202,8 @@ async fn validate(
             "The file is being moved by export {other}; wait for it to end."
         )));
     }
-    let vol = state
-        .volume_for(user, &item.destination.volume, Need::Write)
+    let vol = lookups
+        .volume(state, user, &item.destination.volume)
         .await?;
     if vol.service.kind == ServiceKind::Gcs {
         return Err(ApiError::new(400, 9027, "Export to GCS is not supported."));
@@ -274,21 +343,20 @@ async fn create_bulk(
     let request: BulkBody = parse_json(&body)?;
     check_bulk_len(request.items.len())?;
     let mut taken = HashSet::new();
+    let mut lookups = Lookups::default();
     let mut results = Vec::with_capacity(request.items.len());
     for item in request.items {
-        results.push(validate(&state, &user, item, copy_only, &mut taken).await);
+        results.push(validate(&state, &user, item, copy_only, &mut taken, &mut lookups).await);
     }
     let jobs: Vec<ExportRec> = results
         .iter()
         .filter_map(|r| r.as_ref().ok().cloned())
         .collect();
-    let mut items = Vec::with_capacity(results.len());
-    for r in results {
-        items.push(bulk_entry(match r {
-            Ok(job) => render(&state, &job).await,
-            Err(e) => Err(e),
-        }));
-    }
+    // New jobs are PENDING: nothing to load to render them.
+    let items: Vec<Value> = results
+        .into_iter()
+        .map(|r| bulk_entry(r.map(|job| to_json(&state, &job, None))))
+        .collect();
     Ok(Json(
         commit(&state, &user, &idem, &jobs, json!({"items": items})).await?,
     ))
@@ -313,6 +381,7 @@ async fn create_one(
         item,
         params.flag("copy_only")?,
         &mut HashSet::new(),
+        &mut Lookups::default(),
     )
     .await?;
     let response = render(&state, &job).await?;
@@ -350,14 +419,28 @@ async fn get_bulk(
 ) -> ApiResult<Json<Value>> {
     let request: ExportIds = parse_json(&body)?;
     check_bulk_len(request.export_ids.len())?;
-    let mut items = Vec::with_capacity(request.export_ids.len());
-    for id in &request.export_ids {
-        let result = match own_export(&state, &user, id).await {
-            Ok(e) => render(&state, &e).await,
-            Err(e) => Err(e),
-        };
-        items.push(bulk_entry(result));
-    }
+    let found: HashMap<String, ExportRec> = state
+        .store
+        .get_exports(&request.export_ids)
+        .await?
+        .into_iter()
+        .filter(|e| e.owner == user.username || user.is_admin)
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    let jobs: Vec<ExportRec> = request
+        .export_ids
+        .iter()
+        .filter_map(|id| found.get(id).cloned())
+        .collect();
+    let mut rendered = render_all(&state, &jobs).await?.into_iter();
+    let items: Vec<Value> = request
+        .export_ids
+        .iter()
+        .map(|id| match found.get(id) {
+            Some(_) => bulk_entry(rendered.next().ok_or_else(ApiError::internal)),
+            None => bulk_entry(Err(job_not_found())),
+        })
+        .collect();
     Ok(Json(json!({"items": items})))
 }
 
@@ -386,9 +469,6 @@ async fn list(
         .store
         .list_exports(&user.username, params.get("volume"), &states, page)
         .await?;
-    let mut items = Vec::with_capacity(jobs.len());
-    for e in &jobs {
-        items.push(render(&state, e).await?);
-    }
+    let items = render_all(&state, &jobs).await?;
     Ok(list_page(state.base(), &uri, page, total, items))
 }

@@ -436,6 +436,8 @@ pub trait Store: Send + Sync + 'static {
 
     // Files and folders.
     async fn get_file(&self, id: &str) -> Result<Option<FileRec>>;
+    /// The files among `ids` that exist, in no particular order.
+    async fn get_files(&self, ids: &[String]) -> Result<Vec<FileRec>>;
     async fn list_children(
         &self,
         parent_id: &str,
@@ -477,6 +479,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     async fn get_idempotent(&self, owner: &str, key: &str) -> Result<Option<Idempotent>>;
     async fn get_export(&self, id: &str) -> Result<Option<ExportRec>>;
+    /// The jobs among `ids` that exist, in no particular order.
+    async fn get_exports(&self, ids: &[String]) -> Result<Vec<ExportRec>>;
     async fn list_exports(
         &self,
         owner: &str,

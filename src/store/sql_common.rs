@@ -88,6 +88,19 @@ async fn insert_file(
     Ok(())
 }
 
+/// Binds `values` as the rest of an `IN (` list, closing it; an empty list matches nothing.
+fn push_list(qb: &mut QueryBuilder<'_, Db>, values: &[String]) {
+    if values.is_empty() {
+        qb.push("NULL)");
+        return;
+    }
+    let mut list = qb.separated(", ");
+    for v in values {
+        list.push_bind(v.clone());
+    }
+    qb.push(")");
+}
+
 /// A page of one user's jobs, newest first, filtered by equal columns and by state.
 async fn list_jobs<T>(
     pool: &sqlx::Pool<Db>,
@@ -552,6 +565,12 @@ impl Store for This {
             .await?)
     }
 
+    async fn get_files(&self, ids: &[String]) -> Result<Vec<FileRec>> {
+        let mut qb = QueryBuilder::<Db>::new(format!("{FILE_SELECT} WHERE f.id IN ("));
+        push_list(&mut qb, ids);
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+    }
+
     async fn list_children(
         &self,
         parent_id: &str,
@@ -785,6 +804,12 @@ impl Store for This {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    async fn get_exports(&self, ids: &[String]) -> Result<Vec<ExportRec>> {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {EXPORT_COLUMNS} FROM exports WHERE id IN ("));
+        push_list(&mut qb, ids);
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn list_exports(&self, owner: &str, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ExportRec>, i64)> {
