@@ -185,6 +185,27 @@ async fn insert_resolving(tx: &mut sqlx::Transaction<'_, Db>, mut file: FileRec,
     Err(StoreError::Conflict)
 }
 
+/// Adds a member or changes its permissions.
+async fn upsert_member<'e, E: sqlx::Executor<'e, Database = Db>>(executor: E, m: &Member) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO members (kind, resource_id, username, read, copy, write, execute, admin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (kind, resource_id, username) DO UPDATE \
+         SET read = excluded.read, copy = excluded.copy, write = excluded.write, \
+         execute = excluded.execute, admin = excluded.admin",
+    )
+    .bind(&m.kind)
+    .bind(&m.resource_id)
+    .bind(&m.username)
+    .bind(m.perms.read)
+    .bind(m.perms.copy)
+    .bind(m.perms.write)
+    .bind(m.perms.execute)
+    .bind(m.perms.admin)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Deletes one file row inside `tx` and drops its blob reference. Folders must be empty.
 async fn remove_file(tx: &mut sqlx::Transaction<'_, Db>, id: &str) -> Result<(), StoreError> {
     let row: Option<(bool, Option<String>)> =
@@ -303,15 +324,8 @@ impl Store for This {
         .await
         .map_err(classify)?;
         insert_file(&mut tx, root).await?;
-        sqlx::query(
-            "INSERT INTO members (kind, resource_id, username, read, copy, write, execute, admin) \
-             VALUES ($1, $2, $3, TRUE, TRUE, TRUE, TRUE, TRUE)",
-        )
-        .bind(crate::store::PROJECT)
-        .bind(&project.id)
-        .bind(&project.created_by)
-        .execute(&mut *tx)
-        .await?;
+        let owner = Member { kind: crate::store::PROJECT.into(), resource_id: project.id.clone(), username: project.created_by.clone(), perms: crate::store::Perms::ALL };
+        upsert_member(&mut *tx, &owner).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -431,22 +445,7 @@ impl Store for This {
     }
 
     async fn put_member(&self, m: &Member) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO members (kind, resource_id, username, read, copy, write, execute, admin) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (kind, resource_id, username) DO UPDATE \
-             SET read = excluded.read, copy = excluded.copy, write = excluded.write, \
-             execute = excluded.execute, admin = excluded.admin",
-        )
-        .bind(&m.kind)
-        .bind(&m.resource_id)
-        .bind(&m.username)
-        .bind(m.perms.read)
-        .bind(m.perms.copy)
-        .bind(m.perms.write)
-        .bind(m.perms.execute)
-        .bind(m.perms.admin)
-        .execute(&self.pool)
-        .await?;
+        upsert_member(&self.pool, m).await?;
         Ok(())
     }
 
@@ -479,15 +478,9 @@ impl Store for This {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        sqlx::query(
-            "INSERT INTO members (kind, resource_id, username, read, copy, write, execute, admin) \
-             VALUES ($1, $2, $3, TRUE, TRUE, TRUE, FALSE, TRUE)",
-        )
-        .bind(crate::store::VOLUME)
-        .bind(&v.id)
-        .bind(&v.owner)
-        .execute(&mut *tx)
-        .await?;
+        let perms = crate::store::Perms { execute: false, ..crate::store::Perms::ALL };
+        let owner = Member { kind: crate::store::VOLUME.into(), resource_id: v.id.clone(), username: v.owner.clone(), perms };
+        upsert_member(&mut *tx, &owner).await?;
         tx.commit().await?;
         Ok(())
     }
