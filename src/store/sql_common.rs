@@ -185,6 +185,19 @@ async fn insert_resolving(tx: &mut sqlx::Transaction<'_, Db>, mut file: FileRec,
     Err(StoreError::Conflict)
 }
 
+/// Extends a job's lease, fenced by its attempt: false when another worker owns it now.
+async fn renew_lease(pool: &sqlx::Pool<Db>, table: &str, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
+    let done = sqlx::query(&format!(
+        "UPDATE {table} SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'"
+    ))
+    .bind(lease_until)
+    .bind(id)
+    .bind(attempt)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Adds a member or changes its permissions.
 async fn upsert_member<'e, E: sqlx::Executor<'e, Database = Db>>(executor: E, m: &Member) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -870,13 +883,7 @@ impl Store for This {
     }
 
     async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE exports SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
-            .bind(lease_until)
-            .bind(id)
-            .bind(attempt)
-            .execute(&self.jobs_pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        renew_lease(&self.jobs_pool, "exports", id, attempt, lease_until).await
     }
 
     async fn set_export_upload(&self, id: &str, attempt: i64, upload_id: Option<&str>) -> Result<bool> {
@@ -1017,13 +1024,7 @@ impl Store for This {
     }
 
     async fn renew_import(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE imports SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
-            .bind(lease_until)
-            .bind(id)
-            .bind(attempt)
-            .execute(&self.jobs_pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        renew_lease(&self.jobs_pool, "imports", id, attempt, lease_until).await
     }
 
     async fn commit_import_batch(&self, job: &ImportRec, batch: &ImportBatch) -> Result<bool, StoreError> {
