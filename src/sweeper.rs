@@ -8,7 +8,7 @@ use crate::util::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 
-const BATCH: i64 = 100;
+const BATCH: i64 = 1000;
 
 /// One pass over doomed blobs and expired uploads; returns how many things were freed.
 pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
@@ -18,11 +18,10 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         if doomed.is_empty() {
             break;
         }
-        for id in &doomed {
-            state.platform.delete(&blob::blob_key(id)).await?;
-            state.store.forget_blob(id).await?;
-            freed += 1;
-        }
+        let keys: Vec<String> = doomed.iter().map(|id| blob::blob_key(id)).collect();
+        state.platform.delete_many(&keys).await?;
+        state.store.forget_blobs(&doomed).await?;
+        freed += doomed.len();
     }
     for upload in state.store.expired_uploads(now_ms(), BATCH).await? {
         crate::api::delete_upload_remains(state, &upload).await?;

@@ -128,25 +128,50 @@ fn to_json(state: &AppState, e: &ExportRec, result: Option<&FileRec>) -> Value {
     })
 }
 
-/// What the items of one request share, looked up once: projects (with the caller's rights)
-/// and volumes.
-#[derive(Default)]
+/// What the items of one request need, looked up together: the files and the move exports
+/// that already hold them (one query each), projects with the caller's rights, and volumes.
 struct Lookups {
+    files: HashMap<String, FileRec>,
+    /// File id → the pending or running move export that will take it.
+    moving: HashMap<String, String>,
     projects: HashMap<String, Option<(Project, Option<Perms>)>>,
     volumes: HashMap<String, ApiResult<VolumeRec>>,
 }
 
 impl Lookups {
+    async fn load(state: &AppState, file_ids: Vec<String>) -> ApiResult<Self> {
+        let files: HashMap<String, FileRec> = state
+            .store
+            .get_files(&file_ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.id.clone(), f))
+            .collect();
+        let found: Vec<String> = files.keys().cloned().collect();
+        let moving = state
+            .store
+            .moving_exports(&found)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Self {
+            files,
+            moving,
+            projects: HashMap::new(),
+            volumes: HashMap::new(),
+        })
+    }
+
     async fn file(
         &mut self,
         state: &AppState,
         user: &User,
         id: &str,
     ) -> ApiResult<(FileRec, Project, Perms)> {
-        let file = state
-            .store
-            .get_file(id)
-            .await?
+        let file = self
+            .files
+            .get(id)
+            .cloned()
             .ok_or_else(ApiError::file_not_found)?;
         if !self.projects.contains_key(&file.project_id) {
             let found = state.project_with_perms(user, &file.project_id).await?;
@@ -197,7 +222,7 @@ async fn validate(
             "Another item of this request moves the same file.",
         ));
     }
-    if let Some(other) = state.store.moving_export(&file.id).await? {
+    if let Some(other) = lookups.moving.get(&file.id) {
         return Err(ApiError::conflict(format!(
             "The file is being moved by export {other}; wait for it to end."
         )));
@@ -343,7 +368,8 @@ async fn create_bulk(
     let request: BulkBody = parse_json(&body)?;
     check_bulk_len(request.items.len())?;
     let mut taken = HashSet::new();
-    let mut lookups = Lookups::default();
+    let file_ids = request.items.iter().map(|i| i.source.file.clone());
+    let mut lookups = Lookups::load(&state, file_ids.collect()).await?;
     let mut results = Vec::with_capacity(request.items.len());
     for item in request.items {
         results.push(validate(&state, &user, item, copy_only, &mut taken, &mut lookups).await);
@@ -375,13 +401,14 @@ async fn create_one(
         return Ok(Json(first));
     }
     let item: ExportItem = parse_json(&body)?;
+    let mut lookups = Lookups::load(&state, vec![item.source.file.clone()]).await?;
     let job = validate(
         &state,
         &user,
         item,
         params.flag("copy_only")?,
         &mut HashSet::new(),
-        &mut Lookups::default(),
+        &mut lookups,
     )
     .await?;
     let response = render(&state, &job).await?;

@@ -40,6 +40,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream>;
     /// Deletes `key`. Deleting a missing key succeeds, so callers may retry freely.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes several keys, as `delete` does each.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
     /// Whether `key` exists (tests and sweeps use it).
     async fn exists(&self, key: &str) -> Result<bool>;
     /// Where `key` lives when this store is an S3 bucket, so a volume on the same endpoint

@@ -7,7 +7,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -218,6 +218,40 @@ impl ObjectStore for S3Store {
             .key(self.location.key(key))
             .send()
             .await?;
+        Ok(())
+    }
+
+    /// One DeleteObjects per 1,000 keys instead of a request per key.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| {
+                    ObjectIdentifier::builder()
+                        .key(self.location.key(k))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .delete_objects()
+                .bucket(&self.location.bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()?,
+                )
+                .send()
+                .await?;
+            if let Some(e) = output.errors().first() {
+                bail!(
+                    "deleting {}: {}",
+                    e.key().unwrap_or_default(),
+                    e.message().unwrap_or_default()
+                );
+            }
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The export engine: every `egress serve` process runs workers that claim jobs with a lease,
 //! copy bytes, verify them and commit — DESIGN.md invariants 1–5.
 
+mod commit;
 mod copy;
 mod imports;
 
@@ -8,11 +9,12 @@ use crate::api::AppState;
 use crate::blob::volume::{VolumeBackend, VolumeError};
 use crate::blob::{self};
 use crate::error::ApiError;
-use crate::store::{Alias, ExportRec, FileRec, JobEnd, StoreError, VolumeRec};
+use crate::store::{Alias, ExportRec, FileRec, Finished, JobEnd, VolumeRec};
 use crate::util::{now_ms, random_hex};
+use commit::GroupCommit;
 use copy::{Target, STAMP};
 use rand::Rng;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
@@ -119,7 +121,19 @@ pub struct Engine {
     node: String,
     /// Bounds the memory of streamed parts across all jobs.
     buffers: Semaphore,
+    commits: GroupCommit,
 }
+
+/// A claimed export with its file and volume, loaded for the whole claim at once.
+struct Claimed {
+    job: ExportRec,
+    file: Option<FileRec>,
+    volume: Option<Arc<VolumeRec>>,
+}
+
+/// While jobs run, the dispatcher waits this long for a quarter of the slots to free up, so
+/// that one claim serves several jobs.
+const CLAIM_GATHER: Duration = Duration::from_millis(5);
 
 /// What one job needs while it runs.
 pub struct JobCtx<'a> {
@@ -154,9 +168,10 @@ impl Engine {
         let parts = (config.memory_budget / config.part_size.max(1))
             .max(config.part_parallelism as u64) as usize;
         Arc::new(Self {
-            state,
+            state: state.clone(),
             node: format!("{}-{}", hostname(), random_hex(4)),
             buffers: Semaphore::new(parts),
+            commits: GroupCommit::start(state.store.clone()),
             config,
         })
     }
@@ -173,6 +188,7 @@ impl Engine {
         let slots = Arc::new(Semaphore::new(self.config.workers));
         let mut groups: VecDeque<(String, String)> = VecDeque::new();
         let mut refreshed = Instant::now() - Duration::from_secs(60);
+        let gather = (self.config.workers / 4).max(1) as u32;
         while !*shutdown.borrow() {
             let free = slots.available_permits();
             if free == 0 {
@@ -182,6 +198,10 @@ impl Engine {
                 }
                 continue;
             }
+            if free < gather as usize {
+                let _ = tokio::time::timeout(CLAIM_GATHER, slots.acquire_many(gather)).await;
+            }
+            let free = slots.available_permits();
             let claimed = match self.claim(free, &mut groups, &mut refreshed).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -236,7 +256,7 @@ impl Engine {
         free: usize,
         groups: &mut VecDeque<(String, String)>,
         refreshed: &mut Instant,
-    ) -> anyhow::Result<Vec<ExportRec>> {
+    ) -> anyhow::Result<Vec<Claimed>> {
         let now = now_ms();
         if groups.is_empty() || refreshed.elapsed() > Duration::from_millis(250) {
             let expired = self.state.store.expire_leases(now).await?;
@@ -274,10 +294,41 @@ impl Engine {
             groups.remove(i);
         }
         groups.rotate_left(usize::from(!groups.is_empty()));
-        Ok(claimed)
+        self.load_claimed(claimed).await
     }
 
-    async fn run_job(self: Arc<Self>, job: ExportRec, _slot: OwnedSemaphorePermit) {
+    /// Loads the files and volumes of claimed jobs: one query for the files, one per volume.
+    async fn load_claimed(&self, jobs: Vec<ExportRec>) -> anyhow::Result<Vec<Claimed>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = &self.state.store;
+        let ids: Vec<String> = jobs.iter().map(|j| j.file_id.clone()).collect();
+        let files: HashMap<String, FileRec> = store
+            .get_files(&ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.id.clone(), f))
+            .collect();
+        let mut volumes: HashMap<String, Option<Arc<VolumeRec>>> = HashMap::new();
+        for job in &jobs {
+            if !volumes.contains_key(&job.volume_id) {
+                let volume = store.get_volume(&job.volume_id).await?.map(Arc::new);
+                volumes.insert(job.volume_id.clone(), volume);
+            }
+        }
+        Ok(jobs
+            .into_iter()
+            .map(|job| Claimed {
+                file: files.get(&job.file_id).cloned(),
+                volume: volumes.get(&job.volume_id).cloned().flatten(),
+                job,
+            })
+            .collect())
+    }
+
+    async fn run_job(self: Arc<Self>, claimed: Claimed, _slot: OwnedSemaphorePermit) {
+        let Claimed { job, file, volume } = claimed;
         let heartbeat = {
             let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {
@@ -293,7 +344,7 @@ impl Engine {
             progress: Default::default(),
         };
         let outcome = tokio::select! {
-            r = self.execute(&ctx) => r,
+            r = self.execute(&ctx, file, volume) => r,
             _ = heartbeat => Err(JobError::LeaseLost),
         };
         self.finish(&job, outcome).await;
@@ -303,14 +354,13 @@ impl Engine {
 
     /// Copies one job's file and verifies it; returns the bytes written and, for a move,
     /// the alias flip to commit.
-    async fn execute(&self, ctx: &JobCtx<'_>) -> Result<(i64, Option<Alias>), JobError> {
+    async fn execute(
+        &self,
+        ctx: &JobCtx<'_>,
+        file: Option<FileRec>,
+        volume: Option<Arc<VolumeRec>>,
+    ) -> Result<(i64, Option<Alias>), JobError> {
         let job = ctx.job;
-        let volume = self
-            .state
-            .store
-            .get_volume(&job.volume_id)
-            .await
-            .map_err(JobError::internal)?;
         let volume = volume.ok_or_else(|| {
             JobError::Terminal(ApiError::new(404, 9007, "Requested volume does not exist."))
         })?;
@@ -335,12 +385,6 @@ impl Engine {
                 .set_export_upload(&job.id, job.attempt, None)
                 .await;
         }
-        let file = self
-            .state
-            .store
-            .get_file(&job.file_id)
-            .await
-            .map_err(JobError::internal)?;
         let file = file.ok_or_else(|| {
             JobError::Terminal(ApiError::new(
                 404,
@@ -474,12 +518,11 @@ impl Engine {
     }
 
     async fn finish(&self, job: &ExportRec, outcome: Result<(i64, Option<Alias>), JobError>) {
-        let store = &self.state.store;
         let end = match outcome {
             Ok((bytes, alias)) => {
                 let moved = alias.is_some();
-                match store.finish_export(&job.id, job.attempt, &JobEnd::Completed { bytes, alias }).await {
-                    Ok(true) => {
+                match self.commits.record(&job.id, job.attempt, JobEnd::Completed { bytes, alias }).await {
+                    Some(Finished::Recorded) => {
                         tracing::info!(export = %job.id, attempt = job.attempt, bytes, moved, "export completed");
                         metrics::counter!("egress_export_bytes_copied_total").increment(bytes as u64);
                         if moved {
@@ -488,14 +531,11 @@ impl Engine {
                         }
                         return;
                     }
-                    Ok(false) => return tracing::warn!(export = %job.id, "lease lost before the commit"),
-                    Err(StoreError::NotFound) => JobEnd::Failed {
+                    Some(Finished::LeaseLost) => return tracing::warn!(export = %job.id, "lease lost before the commit"),
+                    Some(Finished::SourceChanged) => JobEnd::Failed {
                         error: api_error_json(&ApiError::conflict("The source file changed while it was exported; the object on the volume was left as written.")),
                     },
-                    Err(e) => {
-                        tracing::warn!(export = %job.id, error = %e, "commit failed; will retry");
-                        self.retry_end(job, "the commit failed".into())
-                    }
+                    None => self.retry_end(job, "the commit failed".into()),
                 }
             }
             Err(JobError::Terminal(e)) => JobEnd::Failed {
@@ -525,13 +565,13 @@ impl Engine {
             }
             JobEnd::Completed { .. } => {}
         }
-        match store.finish_export(&job.id, job.attempt, &end).await {
-            Ok(true) => {}
-            Ok(false) => {
+        match self.commits.record(&job.id, job.attempt, end).await {
+            Some(Finished::Recorded) => {}
+            Some(_) => {
                 tracing::warn!(export = %job.id, "lease lost before recording the outcome")
             }
-            Err(e) => {
-                tracing::warn!(export = %job.id, error = %e, "could not record the outcome; the lease will expire")
+            None => {
+                tracing::warn!(export = %job.id, "could not record the outcome; the lease will expire")
             }
         }
     }

@@ -283,6 +283,16 @@ pub enum JobEnd {
     },
 }
 
+/// What recording one job's end did (see `Store::finish_exports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Recorded,
+    /// Another attempt owns the job; nothing was written.
+    LeaseLost,
+    /// A move's file no longer holds the blob it copied; nothing was written.
+    SourceChanged,
+}
+
 /// The flip a move commits: `file_id` stops holding `blob_id` and points at the volume object.
 #[derive(Debug, Clone)]
 pub struct Alias {
@@ -488,8 +498,14 @@ pub trait Store: Send + Sync + 'static {
         states: &[String],
         page: Page,
     ) -> Result<(Vec<ExportRec>, i64)>;
+    /// The pending or running move export that will take each of these files, as
+    /// `(file_id, export_id)` pairs.
+    async fn moving_exports(&self, file_ids: &[String]) -> Result<Vec<(String, String)>>;
     /// The pending or running move export that will take this file, if any.
-    async fn moving_export(&self, file_id: &str) -> Result<Option<String>>;
+    async fn moving_export(&self, file_id: &str) -> Result<Option<String>> {
+        let found = self.moving_exports(&[file_id.to_string()]).await?;
+        Ok(found.into_iter().next().map(|(_, id)| id))
+    }
     /// `(owner, volume)` pairs with runnable jobs, oldest first; the engine shares its
     /// workers among them so no user or volume starves the others.
     async fn runnable_export_groups(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>>;
@@ -516,8 +532,26 @@ pub trait Store: Send + Sync + 'static {
         upload_id: Option<&str>,
     ) -> Result<bool>;
     async fn set_export_progress(&self, id: &str, attempt: i64, bytes: i64) -> Result<bool>;
-    async fn finish_export(&self, id: &str, attempt: i64, end: &JobEnd)
-        -> Result<bool, StoreError>;
+    /// Records the ends of several jobs in one transaction (the engine's group commit), each
+    /// fenced by its attempt; returns what happened to each, in order.
+    async fn finish_exports(
+        &self,
+        ends: &[(&str, i64, &JobEnd)],
+    ) -> Result<Vec<Finished>, StoreError>;
+    /// `finish_exports` for one job: false when the lease was lost, `NotFound` when a move's
+    /// file changed.
+    async fn finish_export(
+        &self,
+        id: &str,
+        attempt: i64,
+        end: &JobEnd,
+    ) -> Result<bool, StoreError> {
+        match self.finish_exports(&[(id, attempt, end)]).await?[..] {
+            [Finished::Recorded] => Ok(true),
+            [Finished::LeaseLost] => Ok(false),
+            _ => Err(StoreError::NotFound),
+        }
+    }
 
     // Import jobs.
     async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError>;
@@ -553,7 +587,8 @@ pub trait Store: Send + Sync + 'static {
     // Blob garbage collection (invariant 1): the sweeper frees only what a commit released.
     /// Marks unreferenced blobs as being deleted and returns every blob in that state.
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>>;
-    async fn forget_blob(&self, id: &str) -> Result<()>;
+    /// Drops the rows of blobs whose bytes are deleted.
+    async fn forget_blobs(&self, ids: &[String]) -> Result<()>;
     /// How many export jobs are in each state.
     async fn export_state_counts(&self) -> Result<Vec<(String, i64)>>;
     /// Bytes held on the platform, per project (each file counted once per project).

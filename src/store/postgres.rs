@@ -40,4 +40,7 @@ fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, tag: &'a str) {
 /// Row locking for claims; SQLite already serializes writers.
 const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
+/// Row locking for a group commit's jobs.
+const ROW_LOCK: &str = " FOR UPDATE";
+
 include!("sql_common.rs");

@@ -1,16 +1,18 @@
 // The SQL both engines share. `sqlite.rs` and `postgres.rs` each `include!` this file after
 // defining `Db` (the sqlx database), `This` (their store type, with a `pool` field), `ENGINE`,
-// `begin_write` and `push_has_tag`. Placeholders are `$N`, numbered in order of first use,
-// which both engines accept; the few dialect differences live in those two files.
+// `begin_write`, `push_has_tag`, `CLAIM_LOCK` and `ROW_LOCK`. Placeholders are `$N`, numbered
+// in order of first use, which both engines accept; the few dialect differences live in those
+// two files.
 
 use crate::store::{
-    classify, Blob, ExportRec, FileFilter, FileRec, Idempotent, ImportBatch, ImportRec, JobEnd,
+    classify, Alias, Blob, ExportRec, FileFilter, FileRec, Finished, Idempotent, ImportBatch, ImportRec, JobEnd,
     Member, Page, Part, Project, Store, StoreError, Upload, User, VolumeRec,
 };
 use anyhow::Result;
 use async_trait::async_trait;
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
+use std::collections::{HashMap, HashSet};
 
 const FILE_SELECT: &str = "SELECT f.id, f.project_id, f.parent_id, f.name, f.is_folder, f.size, \
      f.blob_id, f.md5, f.crc32c, f.volume_id, f.location, f.is_public, f.metadata, f.tags, \
@@ -771,27 +773,27 @@ impl Store for This {
                 .await
                 .map_err(classify)?;
         }
-        for j in jobs {
-            sqlx::query(
+        // One statement per 100 rows (12 binds each) keeps well under both engines' limits.
+        for chunk in jobs.chunks(100) {
+            let mut qb = QueryBuilder::<Db>::new(
                 "INSERT INTO exports (id, owner, file_id, volume_id, location, object_key, properties, \
-                 overwrite, copy_only, state, bytes_total, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&j.id)
-            .bind(&j.owner)
-            .bind(&j.file_id)
-            .bind(&j.volume_id)
-            .bind(&j.location)
-            .bind(&j.object_key)
-            .bind(Json(&j.properties))
-            .bind(j.overwrite)
-            .bind(j.copy_only)
-            .bind(&j.state)
-            .bind(j.bytes_total)
-            .bind(j.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+                 overwrite, copy_only, state, bytes_total, created_at) ",
+            );
+            qb.push_values(chunk, |mut row, j| {
+                row.push_bind(&j.id)
+                    .push_bind(&j.owner)
+                    .push_bind(&j.file_id)
+                    .push_bind(&j.volume_id)
+                    .push_bind(&j.location)
+                    .push_bind(&j.object_key)
+                    .push_bind(Json(&j.properties))
+                    .push_bind(j.overwrite)
+                    .push_bind(j.copy_only)
+                    .push_bind(&j.state)
+                    .push_bind(j.bytes_total)
+                    .push_bind(j.created_at);
+            });
+            qb.build().execute(&mut *tx).await.map_err(classify)?;
         }
         tx.commit().await?;
         Ok(())
@@ -822,14 +824,15 @@ impl Store for This {
         list_jobs(&self.pool, "exports", EXPORT_COLUMNS, owner, &[("volume_id", volume_id)], states, page).await
     }
 
-    async fn moving_export(&self, file_id: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM exports WHERE file_id = $1 AND NOT copy_only AND state IN ('PENDING', 'RUNNING') LIMIT 1",
-        )
-        .bind(file_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(id,)| id))
+    async fn moving_exports(&self, file_ids: &[String]) -> Result<Vec<(String, String)>> {
+        if file_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT file_id, id FROM exports WHERE NOT copy_only AND state IN ('PENDING', 'RUNNING') AND file_id IN (",
+        );
+        push_list(&mut qb, file_ids);
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn runnable_export_groups(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>> {
@@ -906,62 +909,103 @@ impl Store for This {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn finish_export(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool, StoreError> {
+    async fn finish_exports(&self, ends: &[(&str, i64, &JobEnd)]) -> Result<Vec<Finished>, StoreError> {
         let now = crate::util::now_ms();
         let mut tx = begin_write(&self.jobs_pool).await?;
-        let done = match end {
-            JobEnd::Completed { bytes, .. } => sqlx::query(
-                "UPDATE exports SET state = 'COMPLETED', bytes_copied = $3, finished_at = $4, error = NULL, \
-                 lease_owner = NULL, upload_id = NULL WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
-            )
-            .bind(id)
-            .bind(attempt)
-            .bind(bytes)
-            .bind(now),
-            JobEnd::Failed { error } => sqlx::query(
-                "UPDATE exports SET state = 'FAILED', error = $3, finished_at = $4, lease_owner = NULL, \
-                 upload_id = NULL WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
-            )
-            .bind(id)
-            .bind(attempt)
-            .bind(Json(error))
-            .bind(now),
-            JobEnd::Retry { at, error } => sqlx::query(
-                "UPDATE exports SET state = 'PENDING', error = $3, next_attempt_at = $4, lease_owner = NULL, \
-                 lease_expires_at = 0 WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
-            )
-            .bind(id)
-            .bind(attempt)
-            .bind(Json(error))
-            .bind(*at),
-        }
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if let JobEnd::Completed { alias: Some(a), .. } = end {
-            let flipped = sqlx::query(
-                "UPDATE files SET blob_id = NULL, volume_id = $1, location = $2, modified_at = $3 \
-                 WHERE id = $4 AND blob_id = $5",
-            )
-            .bind(&a.volume_id)
-            .bind(&a.location)
-            .bind(now)
-            .bind(&a.file_id)
-            .bind(&a.blob_id)
-            .execute(&mut *tx)
-            .await?;
-            if flipped.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
+        // Lock the jobs first: later statements of this transaction then touch only jobs
+        // whose lease is still ours, and no other node can expire or reclaim them meanwhile.
+        let ids: Vec<String> = ends.iter().map(|(id, ..)| id.to_string()).collect();
+        let mut qb = QueryBuilder::<Db>::new("SELECT id, attempt FROM exports WHERE state = 'RUNNING' AND id IN (");
+        push_list(&mut qb, &ids);
+        qb.push(ROW_LOCK);
+        let running: HashMap<String, i64> = qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
+        let mut outcomes: Vec<Finished> = ends
+            .iter()
+            .map(|(id, attempt, _)| match running.get(*id) {
+                Some(a) if a == attempt => Finished::Recorded,
+                _ => Finished::LeaseLost,
+            })
+            .collect();
+        let owned = |i: &usize| outcomes[*i] == Finished::Recorded;
+
+        // Moves flip their files, fenced by the blob each copy read.
+        let moves: Vec<(usize, &Alias)> = (0..ends.len())
+            .filter(owned)
+            .filter_map(|i| match ends[i].2 {
+                JobEnd::Completed { alias: Some(a), .. } => Some((i, a)),
+                _ => None,
+            })
+            .collect();
+        if !moves.is_empty() {
+            let mut qb = QueryBuilder::<Db>::new("WITH v (file_id, blob_id, volume_id, location) AS (");
+            qb.push_values(&moves, |mut row, (_, a)| {
+                row.push_bind(&a.file_id).push_bind(&a.blob_id).push_bind(&a.volume_id).push_bind(&a.location);
+            });
+            qb.push(") UPDATE files SET blob_id = NULL, volume_id = v.volume_id, location = v.location, modified_at = ")
+                .push_bind(now)
+                .push(" FROM v WHERE files.id = v.file_id AND files.blob_id = v.blob_id RETURNING files.id");
+            let flipped: HashSet<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+            let mut released: HashMap<&str, i64> = HashMap::new();
+            for (i, a) in &moves {
+                if flipped.contains(&a.file_id) {
+                    *released.entry(a.blob_id.as_str()).or_default() += 1;
+                } else {
+                    outcomes[*i] = Finished::SourceChanged;
+                }
             }
-            sqlx::query("UPDATE blobs SET refs = refs - 1 WHERE id = $1")
-                .bind(&a.blob_id)
-                .execute(&mut *tx)
-                .await?;
+            if !released.is_empty() {
+                let mut qb = QueryBuilder::<Db>::new("WITH d (id, n) AS (");
+                qb.push_values(&released, |mut row, (id, n)| {
+                    row.push_bind(*id).push_bind(*n);
+                });
+                qb.push(") UPDATE blobs SET refs = refs - d.n FROM d WHERE blobs.id = d.id");
+                qb.build().execute(&mut *tx).await?;
+            }
+        }
+
+        let recorded: Vec<usize> = (0..ends.len()).filter(|i| outcomes[*i] == Finished::Recorded).collect();
+        let of_kind = |kind: fn(&JobEnd) -> bool| -> Vec<usize> {
+            recorded.iter().copied().filter(|&i| kind(ends[i].2)).collect()
+        };
+        let completed = of_kind(|e| matches!(e, JobEnd::Completed { .. }));
+        if !completed.is_empty() {
+            let mut qb = QueryBuilder::<Db>::new("WITH v (id, bytes) AS (");
+            qb.push_values(&completed, |mut row, &i| {
+                let JobEnd::Completed { bytes, .. } = ends[i].2 else { unreachable!() };
+                row.push_bind(ends[i].0).push_bind(*bytes);
+            });
+            qb.push(") UPDATE exports SET state = 'COMPLETED', bytes_copied = v.bytes, error = NULL, \
+                     lease_owner = NULL, upload_id = NULL, finished_at = ")
+                .push_bind(now)
+                .push(" FROM v WHERE exports.id = v.id");
+            qb.build().execute(&mut *tx).await?;
+        }
+        let failed = of_kind(|e| matches!(e, JobEnd::Failed { .. }));
+        if !failed.is_empty() {
+            let mut qb = QueryBuilder::<Db>::new("WITH v (id, error) AS (");
+            qb.push_values(&failed, |mut row, &i| {
+                let JobEnd::Failed { error } = ends[i].2 else { unreachable!() };
+                row.push_bind(ends[i].0).push_bind(Json(error));
+            });
+            qb.push(") UPDATE exports SET state = 'FAILED', error = v.error, lease_owner = NULL, \
+                     upload_id = NULL, finished_at = ")
+                .push_bind(now)
+                .push(" FROM v WHERE exports.id = v.id");
+            qb.build().execute(&mut *tx).await?;
+        }
+        let retried = of_kind(|e| matches!(e, JobEnd::Retry { .. }));
+        if !retried.is_empty() {
+            let mut qb = QueryBuilder::<Db>::new("WITH v (id, error, next_at) AS (");
+            qb.push_values(&retried, |mut row, &i| {
+                let JobEnd::Retry { at, error } = ends[i].2 else { unreachable!() };
+                row.push_bind(ends[i].0).push_bind(Json(error)).push_bind(*at);
+            });
+            qb.push(") UPDATE exports SET state = 'PENDING', error = v.error, next_attempt_at = v.next_at, \
+                     lease_owner = NULL, lease_expires_at = 0 FROM v WHERE exports.id = v.id");
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(outcomes)
     }
 
     async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError> {
@@ -1115,8 +1159,13 @@ impl Store for This {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn forget_blob(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM blobs WHERE id = $1 AND deleting").bind(id).execute(&self.pool).await?;
+    async fn forget_blobs(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<Db>::new("DELETE FROM blobs WHERE deleting AND id IN (");
+        push_list(&mut qb, ids);
+        qb.build().execute(&self.pool).await?;
         Ok(())
     }
 

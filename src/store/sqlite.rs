@@ -55,4 +55,7 @@ fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Sqlite>, tag: &'a str) {
 /// Row locking for claims; SQLite already serializes writers.
 const CLAIM_LOCK: &str = "";
 
+/// Row locking for the jobs of a group commit; SQLite already serializes writers.
+const ROW_LOCK: &str = "";
+
 include!("sql_common.rs");

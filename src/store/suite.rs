@@ -37,6 +37,8 @@ both_engines!(
     deleting_a_project_releases_its_blobs,
     export_claims_are_leased_fenced_and_ordered,
     moves_commit_the_alias_flip_atomically,
+    group_commits_record_each_end_on_its_own,
+    moving_exports_are_found_in_one_query,
     claims_share_workers_among_groups,
 );
 
@@ -416,7 +418,10 @@ async fn blobs_are_freed_only_after_the_last_reference(store: DynStore) {
         matches!(store.create_file(&late).await, Err(StoreError::NotFound)),
         "a doomed blob cannot be shared again"
     );
-    store.forget_blob(&blob.id).await.unwrap();
+    store
+        .forget_blobs(std::slice::from_ref(&blob.id))
+        .await
+        .unwrap();
     assert!(store.doomed_blobs(10).await.unwrap().is_empty());
 }
 
@@ -863,4 +868,115 @@ async fn claims_share_workers_among_groups(store: DynStore) {
         1,
         "bob has nothing left to run"
     );
+}
+
+async fn group_commits_record_each_end_on_its_own(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (blob_a, a) = add_blob_file(&store, &root, "a", 3).await;
+    let (_, b) = add_blob_file(&store, &root, "b", 3).await;
+    let (blob_c, c) = add_blob_file(&store, &root, "c", 3).await;
+    let jobs = [
+        job("ga", "ann", &a, "ann/v", "ka"),
+        job("gb", "ann", &b, "ann/v", "kb"),
+        job("gc", "ann", &c, "ann/v", "kc"),
+        job("gd", "ann", &c, "ann/v", "kd"),
+    ];
+    store.insert_exports(&jobs, None).await.unwrap();
+    let now = now_ms();
+    let claimed = store
+        .claim_exports("ann", "ann/v", "n1", now, now + 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let alias = |f: &FileRec, blob: &str, key: &str| Alias {
+        file_id: f.id.clone(),
+        blob_id: blob.into(),
+        volume_id: "ann/v".into(),
+        location: key.into(),
+    };
+    let moved = JobEnd::Completed {
+        bytes: 3,
+        alias: Some(alias(&a, &blob_a.id, "ka")),
+    };
+    let stale = JobEnd::Completed {
+        bytes: 3,
+        alias: Some(alias(&b, "not-its-blob", "kb")),
+    };
+    let fenced_out = JobEnd::Completed {
+        bytes: 3,
+        alias: Some(alias(&c, &blob_c.id, "kc")),
+    };
+    let failed = JobEnd::Failed {
+        error: serde_json::json!({"code": 9107}),
+    };
+    let outcomes = store
+        .finish_exports(&[
+            ("ga", 1, &moved),
+            ("gb", 1, &stale),
+            ("gc", 7, &fenced_out),
+            ("gd", 1, &failed),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Finished::Recorded,
+            Finished::SourceChanged,
+            Finished::LeaseLost,
+            Finished::Recorded
+        ]
+    );
+    let state = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_export(id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state("ga").await, COMPLETED);
+    assert_eq!(
+        state("gb").await,
+        RUNNING,
+        "a changed source writes nothing"
+    );
+    assert_eq!(
+        state("gc").await,
+        RUNNING,
+        "a fenced-out end writes nothing"
+    );
+    assert_eq!(state("gd").await, FAILED);
+    assert_eq!(store.get_file(&a.id).await.unwrap().unwrap().blob_id, None);
+    assert!(store
+        .get_file(&b.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .blob_id
+        .is_some());
+    assert_eq!(
+        store.get_file(&c.id).await.unwrap().unwrap().blob_id,
+        Some(blob_c.id.clone()),
+        "the fenced-out move did not flip its file"
+    );
+    assert_eq!(store.doomed_blobs(10).await.unwrap(), vec![blob_a.id]);
+}
+
+async fn moving_exports_are_found_in_one_query(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, a) = add_blob_file(&store, &root, "a", 1).await;
+    let (_, b) = add_blob_file(&store, &root, "b", 1).await;
+    let (_, c) = add_blob_file(&store, &root, "c", 1).await;
+    let mut copy = job("cb", "ann", &b, "ann/v", "kb");
+    copy.copy_only = true;
+    store
+        .insert_exports(&[job("ma", "ann", &a, "ann/v", "ka"), copy], None)
+        .await
+        .unwrap();
+    let ids = [a.id.clone(), b.id.clone(), c.id.clone()];
+    assert_eq!(
+        store.moving_exports(&ids).await.unwrap(),
+        [(a.id.clone(), "ma".to_string())],
+        "only unfinished moves hold a file"
+    );
+    assert!(store.moving_exports(&[]).await.unwrap().is_empty());
 }
