@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const BATCH: i64 = 1000;
+/// How long a woken sweeper lets releases accumulate before a pass.
+const SETTLE: Duration = Duration::from_millis(250);
 
 /// One pass over doomed blobs and expired uploads; returns how many things were freed.
 pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
@@ -37,7 +39,8 @@ pub async fn run(state: Arc<AppState>, every: Duration) {
             tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry");
         }
         tokio::select! {
-            _ = state.sweep.notified() => {}
+            // Commits come in bursts while exports run; one pass frees a whole burst.
+            _ = state.sweep.notified() => tokio::time::sleep(SETTLE).await,
             _ = tokio::time::sleep(every) => {}
         }
     }

@@ -15,6 +15,7 @@ use commit::GroupCommit;
 use copy::{Target, STAMP};
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
@@ -122,6 +123,8 @@ pub struct Engine {
     /// Bounds the memory of streamed parts across all jobs.
     buffers: Semaphore,
     commits: GroupCommit,
+    /// Export jobs whose ends are still to come (the group commit waits for them briefly).
+    running: Arc<AtomicUsize>,
 }
 
 /// A claimed export with its file and volume, loaded for the whole claim at once.
@@ -167,11 +170,13 @@ impl Engine {
     pub fn new(state: Arc<AppState>, config: EngineConfig) -> Arc<Self> {
         let parts = (config.memory_budget / config.part_size.max(1))
             .max(config.part_parallelism as u64) as usize;
+        let running = Arc::new(AtomicUsize::new(0));
         Arc::new(Self {
-            state: state.clone(),
             node: format!("{}-{}", hostname(), random_hex(4)),
             buffers: Semaphore::new(parts),
-            commits: GroupCommit::start(state.store.clone()),
+            commits: GroupCommit::start(state.store.clone(), running.clone()),
+            running,
+            state,
             config,
         })
     }
@@ -234,6 +239,7 @@ impl Engine {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
+                self.running.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(self.clone().run_job(job, permit));
             }
         }
@@ -246,6 +252,7 @@ impl Engine {
                 "shutdown grace ended with copies still running; their leases will expire"
             );
         }
+        self.commits.flush().await;
     }
 
     /// Claims up to `free` jobs, sharing them round-robin among `(owner, volume)` groups so
@@ -327,7 +334,7 @@ impl Engine {
             .collect())
     }
 
-    async fn run_job(self: Arc<Self>, claimed: Claimed, _slot: OwnedSemaphorePermit) {
+    async fn run_job(self: Arc<Self>, claimed: Claimed, slot: OwnedSemaphorePermit) {
         let Claimed { job, file, volume } = claimed;
         let heartbeat = {
             let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
@@ -347,6 +354,9 @@ impl Engine {
             r = self.execute(&ctx, file, volume) => r,
             _ = heartbeat => Err(JobError::LeaseLost),
         };
+        // The copy is over: its slot can take the next job while the end is committed.
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        drop(slot);
         self.finish(&job, outcome).await;
         metrics::histogram!("egress_export_claim_to_finish_seconds")
             .record(claimed_at.elapsed().as_secs_f64());

@@ -1152,7 +1152,8 @@ impl Store for This {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE deleting ORDER BY id LIMIT $1")
+        // Doomed blobs have no references: `refs <= 0` lets the partial index find them.
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM blobs WHERE refs <= 0 AND deleting ORDER BY id LIMIT $1")
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
