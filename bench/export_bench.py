@@ -654,11 +654,13 @@ class EgressSide:
     def wait_completed(self, ids: list[str], poll: float, timeout: float) -> None:
         """Returns once every job has been seen COMPLETED; raises on FAILED or timeout.
 
-        Polls cheaply: only the oldest ≤100 jobs not yet seen COMPLETED are asked about, and the
-        next window follows at once when a window is all done."""
+        Polls cheaply: only the oldest ≤100 jobs not yet seen COMPLETED are asked about, the
+        next window follows at once when a window is all done, and the pause between polls
+        grows with the elapsed time (1% of it, at least `poll`)."""
         assert self.api is not None
         remaining = list(ids)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         while remaining:
             window = remaining[:100]
             states = self.api.bulk_get(window)
@@ -672,7 +674,9 @@ class EgressSide:
             if time.monotonic() > deadline:
                 raise BenchError(f"{len(remaining):,} export job(s) still unfinished after {timeout:.0f}s "
                                  f"(e.g. {json.dumps(states[0])[:300]})")
-            time.sleep(poll)
+            # Resolution relative to the run: at most 1% of the time so far (but never below
+            # `poll`), so a long run is not charged for hundreds of status calls.
+            time.sleep(max(poll, 0.01 * (time.monotonic() - started)))
 
     def timed_export(self, wl: Workload, file_ids: list[str], batch: int, copy_only: bool,
                      poll: float, timeout: float, prefix: Optional[str] = None) -> Result:

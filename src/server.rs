@@ -143,6 +143,7 @@ pub async fn start(config: Config) -> Result<Running> {
         crate::demo::setup(&state, &config.data_dir).await?;
     }
     let sweeper = tokio::spawn(sweeper::run(state.clone(), config.sweep_interval));
+    let checkpointer = tokio::spawn(checkpoint_regularly(state.store.clone()));
     let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(
         crate::engine::Engine::new(state.clone(), config.engine.clone()).run(engine_stopped),
@@ -160,6 +161,7 @@ pub async fn start(config: Config) -> Result<Running> {
             .await;
         let _ = engine.await;
         sweeper.abort();
+        checkpointer.abort();
         served.context("serving HTTP")
     });
     Ok(Running {
@@ -168,4 +170,14 @@ pub async fn start(config: Config) -> Result<Running> {
         task,
         shutdown,
     })
+}
+
+/// Checkpoints the store every second, so that commits on the request path rarely have to.
+async fn checkpoint_regularly(store: store::DynStore) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %format!("{e:#}"), "checkpoint failed; will retry");
+        }
+    }
 }

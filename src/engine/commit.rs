@@ -40,9 +40,14 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Records one job's end, fenced by its attempt. `None` when the transaction failed
-    /// (nothing of it was written).
-    pub async fn record(&self, id: &str, attempt: i64, end: JobEnd) -> Option<Finished> {
+    /// Queues one job's end at once; the returned future tells how it was recorded, fenced
+    /// by its attempt: `None` when the transaction failed (nothing of it was written).
+    pub fn record(
+        &self,
+        id: &str,
+        attempt: i64,
+        end: JobEnd,
+    ) -> impl std::future::Future<Output = Option<Finished>> {
         let (reply, outcome) = oneshot::channel();
         let pending = Pending {
             id: id.to_string(),
@@ -50,8 +55,13 @@ impl GroupCommit {
             end,
             reply,
         };
-        self.queue.send(Message::End(pending)).ok()?;
-        outcome.await.ok().flatten()
+        let queued = self.queue.send(Message::End(pending)).is_ok();
+        async move {
+            if !queued {
+                return None;
+            }
+            outcome.await.ok().flatten()
+        }
     }
 
     /// Waits until every end handed over so far is recorded.

@@ -354,10 +354,8 @@ impl Engine {
             r = self.execute(&ctx, file, volume) => r,
             _ = heartbeat => Err(JobError::LeaseLost),
         };
-        // The copy is over: its slot can take the next job while the end is committed.
         self.running.fetch_sub(1, Ordering::Relaxed);
-        drop(slot);
-        self.finish(&job, outcome).await;
+        self.finish(&job, outcome, slot).await;
         metrics::histogram!("egress_export_claim_to_finish_seconds")
             .record(claimed_at.elapsed().as_secs_f64());
     }
@@ -527,11 +525,23 @@ impl Engine {
         }
     }
 
-    async fn finish(&self, job: &ExportRec, outcome: Result<(i64, Option<Alias>), JobError>) {
+    /// Records how a job ended. Once its end is queued for the group commit, the job's slot
+    /// takes the next job; shutdown still sees every end queued before it flushes the commits.
+    async fn finish(
+        &self,
+        job: &ExportRec,
+        outcome: Result<(i64, Option<Alias>), JobError>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let mut slot = Some(slot);
         let end = match outcome {
             Ok((bytes, alias)) => {
                 let moved = alias.is_some();
-                match self.commits.record(&job.id, job.attempt, JobEnd::Completed { bytes, alias }).await {
+                let recorded =
+                    self.commits
+                        .record(&job.id, job.attempt, JobEnd::Completed { bytes, alias });
+                drop(slot.take());
+                match recorded.await {
                     Some(Finished::Recorded) => {
                         tracing::info!(export = %job.id, attempt = job.attempt, bytes, moved, "export completed");
                         metrics::counter!("egress_export_bytes_copied_total").increment(bytes as u64);
@@ -575,7 +585,9 @@ impl Engine {
             }
             JobEnd::Completed { .. } => {}
         }
-        match self.commits.record(&job.id, job.attempt, end).await {
+        let recorded = self.commits.record(&job.id, job.attempt, end);
+        drop(slot);
+        match recorded.await {
             Some(Finished::Recorded) => {}
             Some(_) => {
                 tracing::warn!(export = %job.id, "lease lost before recording the outcome")

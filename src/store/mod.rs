@@ -589,6 +589,9 @@ pub trait Store: Send + Sync + 'static {
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>>;
     /// Drops the rows of blobs whose bytes are deleted.
     async fn forget_blobs(&self, ids: &[String]) -> Result<()>;
+    /// Moves committed pages from the write-ahead log into the database file, so that
+    /// requests need not (SQLite); a no-op on Postgres.
+    async fn checkpoint(&self) -> Result<()>;
     /// How many export jobs are in each state.
     async fn export_state_counts(&self) -> Result<Vec<(String, i64)>>;
     /// Bytes held on the platform, per project (each file counted once per project).

@@ -37,6 +37,11 @@ fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, tag: &'a str) {
         .push(" AS TEXT))");
 }
 
+/// Postgres checkpoints on its own.
+async fn checkpoint(_pool: &Pool<Postgres>) -> Result<(), sqlx::Error> {
+    Ok(())
+}
+
 /// Row locking for claims; SQLite already serializes writers.
 const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 

@@ -1,8 +1,8 @@
 // The SQL both engines share. `sqlite.rs` and `postgres.rs` each `include!` this file after
 // defining `Db` (the sqlx database), `This` (their store type, with a `pool` field), `ENGINE`,
-// `begin_write`, `push_has_tag`, `CLAIM_LOCK` and `ROW_LOCK`. Placeholders are `$N`, numbered
-// in order of first use, which both engines accept; the few dialect differences live in those
-// two files.
+// `begin_write`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK` and `ROW_LOCK`. Placeholders are
+// `$N`, numbered in order of first use, which both engines accept; the few dialect differences
+// live in those two files.
 
 use crate::store::{
     classify, Alias, Blob, ExportRec, FileFilter, FileRec, Finished, Idempotent, ImportBatch, ImportRec, JobEnd,
@@ -1158,6 +1158,10 @@ impl Store for This {
             .fetch_all(&self.pool)
             .await?;
         Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        Ok(checkpoint(&self.pool).await?)
     }
 
     async fn forget_blobs(&self, ids: &[String]) -> Result<()> {
