@@ -911,7 +911,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--w1-size", type=parse_size, default="4KiB", help="W1: size of each file")
     g.add_argument("--w2-count", type=int, default=4, help="W2: number of large files")
     g.add_argument("--w2-size", type=parse_size, default="256MiB", help="W2: size of each file")
-    g.add_argument("--w2-rounds", type=int, default=4,
+    g.add_argument("--w2-rounds", type=int, default=6,
                    help="paired W2 rounds: each uploads W2 into Egress and times the Egress export "
                         "of those files and a raw CopyObject of the same bytes, alternating which "
                         "goes first; medians are reported (0: one unpaired export, compared with "
