@@ -963,16 +963,22 @@ impl Store for This {
             }
         }
 
-        let recorded: Vec<usize> = (0..ends.len()).filter(|i| outcomes[*i] == Finished::Recorded).collect();
-        let of_kind = |kind: fn(&JobEnd) -> bool| -> Vec<usize> {
-            recorded.iter().copied().filter(|&i| kind(ends[i].2)).collect()
-        };
-        let completed = of_kind(|e| matches!(e, JobEnd::Completed { .. }));
+        // The ends still to record, by kind: one UPDATE per kind.
+        let recorded: Vec<(&str, &JobEnd)> = (0..ends.len())
+            .filter(|i| outcomes[*i] == Finished::Recorded)
+            .map(|i| (ends[i].0, ends[i].2))
+            .collect();
+        let completed: Vec<(&str, i64)> = recorded
+            .iter()
+            .filter_map(|&(id, end)| match end {
+                JobEnd::Completed { bytes, .. } => Some((id, *bytes)),
+                _ => None,
+            })
+            .collect();
         if !completed.is_empty() {
             let mut qb = QueryBuilder::<Db>::new("WITH v (id, bytes) AS (");
-            qb.push_values(&completed, |mut row, &i| {
-                let JobEnd::Completed { bytes, .. } = ends[i].2 else { unreachable!() };
-                row.push_bind(ends[i].0).push_bind(*bytes);
+            qb.push_values(&completed, |mut row, (id, bytes)| {
+                row.push_bind(*id).push_bind(*bytes);
             });
             qb.push(") UPDATE exports SET state = 'COMPLETED', bytes_copied = v.bytes, error = NULL, \
                      lease_owner = NULL, upload_id = NULL, finished_at = ")
@@ -980,12 +986,17 @@ impl Store for This {
                 .push(" FROM v WHERE exports.id = v.id");
             qb.build().execute(&mut *tx).await?;
         }
-        let failed = of_kind(|e| matches!(e, JobEnd::Failed { .. }));
+        let failed: Vec<(&str, &serde_json::Value)> = recorded
+            .iter()
+            .filter_map(|&(id, end)| match end {
+                JobEnd::Failed { error } => Some((id, error)),
+                _ => None,
+            })
+            .collect();
         if !failed.is_empty() {
             let mut qb = QueryBuilder::<Db>::new("WITH v (id, error) AS (");
-            qb.push_values(&failed, |mut row, &i| {
-                let JobEnd::Failed { error } = ends[i].2 else { unreachable!() };
-                row.push_bind(ends[i].0).push_bind(Json(error));
+            qb.push_values(&failed, |mut row, (id, error)| {
+                row.push_bind(*id).push_bind(Json(*error));
             });
             qb.push(") UPDATE exports SET state = 'FAILED', error = v.error, lease_owner = NULL, \
                      upload_id = NULL, finished_at = ")
@@ -993,12 +1004,17 @@ impl Store for This {
                 .push(" FROM v WHERE exports.id = v.id");
             qb.build().execute(&mut *tx).await?;
         }
-        let retried = of_kind(|e| matches!(e, JobEnd::Retry { .. }));
+        let retried: Vec<(&str, &serde_json::Value, i64)> = recorded
+            .iter()
+            .filter_map(|&(id, end)| match end {
+                JobEnd::Retry { at, error } => Some((id, error, *at)),
+                _ => None,
+            })
+            .collect();
         if !retried.is_empty() {
             let mut qb = QueryBuilder::<Db>::new("WITH v (id, error, next_at) AS (");
-            qb.push_values(&retried, |mut row, &i| {
-                let JobEnd::Retry { at, error } = ends[i].2 else { unreachable!() };
-                row.push_bind(ends[i].0).push_bind(Json(error)).push_bind(*at);
+            qb.push_values(&retried, |mut row, (id, error, at)| {
+                row.push_bind(*id).push_bind(Json(*error)).push_bind(*at);
             });
             qb.push(") UPDATE exports SET state = 'PENDING', error = v.error, next_attempt_at = v.next_at, \
                      lease_owner = NULL, lease_expires_at = 0 FROM v WHERE exports.id = v.id");
