@@ -953,6 +953,16 @@ impl Store for This {
                     outcomes[*i] = Finished::SourceChanged;
                 }
             }
+            if !released.is_empty() && !ROW_LOCK.is_empty() {
+                // Lock shared blobs in one order, so group commits of several nodes cannot
+                // deadlock on them.
+                let mut ids: Vec<String> = released.keys().map(|id| id.to_string()).collect();
+                ids.sort();
+                let mut qb = QueryBuilder::<Db>::new("SELECT id FROM blobs WHERE id IN (");
+                push_list(&mut qb, &ids);
+                qb.push(" ORDER BY id").push(ROW_LOCK);
+                qb.build().fetch_all(&mut *tx).await?;
+            }
             if !released.is_empty() {
                 let mut qb = QueryBuilder::<Db>::new("WITH d (id, n) AS (");
                 qb.push_values(&released, |mut row, (id, n)| {
