@@ -173,23 +173,24 @@ impl Lookups {
             .get(id)
             .cloned()
             .ok_or_else(ApiError::file_not_found)?;
-        if !self.projects.contains_key(&file.project_id) {
-            let found = state.project_with_perms(user, &file.project_id).await?;
-            self.projects.insert(file.project_id.clone(), found);
-        }
-        let project = self.projects.get(&file.project_id).cloned().flatten();
+        let project = match self.projects.get(&file.project_id) {
+            Some(known) => known.clone(),
+            None => {
+                let found = state.project_with_perms(user, &file.project_id).await?;
+                self.projects.insert(file.project_id.clone(), found.clone());
+                found
+            }
+        };
         file_access(file, project, Need::Read)
     }
 
     async fn volume(&mut self, state: &AppState, user: &User, id: &str) -> ApiResult<VolumeRec> {
-        if !self.volumes.contains_key(id) {
-            let found = state.volume_for(user, id, Need::Write).await;
-            self.volumes.insert(id.to_string(), found);
+        if let Some(known) = self.volumes.get(id) {
+            return known.clone();
         }
-        self.volumes
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| Err(ApiError::internal()))
+        let found = state.volume_for(user, id, Need::Write).await;
+        self.volumes.insert(id.to_string(), found.clone());
+        found
     }
 }
 

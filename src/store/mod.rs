@@ -538,20 +538,6 @@ pub trait Store: Send + Sync + 'static {
         &self,
         ends: &[(&str, i64, &JobEnd)],
     ) -> Result<Vec<Finished>, StoreError>;
-    /// `finish_exports` for one job: false when the lease was lost, `NotFound` when a move's
-    /// file changed.
-    async fn finish_export(
-        &self,
-        id: &str,
-        attempt: i64,
-        end: &JobEnd,
-    ) -> Result<bool, StoreError> {
-        match self.finish_exports(&[(id, attempt, end)]).await?[..] {
-            [Finished::Recorded] => Ok(true),
-            [Finished::LeaseLost] => Ok(false),
-            _ => Err(StoreError::NotFound),
-        }
-    }
 
     // Import jobs.
     async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError>;

@@ -557,6 +557,20 @@ async fn deleting_a_project_releases_its_blobs(store: DynStore) {
     ));
 }
 
+/// Records one job's end: false when the lease was lost, `NotFound` when a move's file changed.
+async fn finish(
+    store: &DynStore,
+    id: &str,
+    attempt: i64,
+    end: &JobEnd,
+) -> Result<bool, StoreError> {
+    match store.finish_exports(&[(id, attempt, end)]).await?[..] {
+        [Finished::Recorded] => Ok(true),
+        [Finished::LeaseLost] => Ok(false),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
 fn job(id: &str, owner: &str, file: &FileRec, volume: &str, key: &str) -> ExportRec {
     ExportRec {
         seq: 0,
@@ -625,7 +639,7 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
         bytes: 1,
         alias: None,
     };
-    assert!(store.finish_export("j3", 1, &copied).await.unwrap());
+    assert!(finish(&store, "j3", 1, &copied).await.unwrap());
 
     // A lease that expires lets another worker take the job; the old attempt is fenced out.
     let later = now + 2000;
@@ -662,11 +676,11 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
         alias: None,
     };
     assert!(
-        !store.finish_export("j1", 1, &done).await.unwrap(),
+        !finish(&store, "j1", 1, &done).await.unwrap(),
         "a fenced-out worker cannot finish the job"
     );
     assert!(store.renew_export("j1", 2, later + 5000).await.unwrap());
-    assert!(store.finish_export("j1", 2, &done).await.unwrap());
+    assert!(finish(&store, "j1", 2, &done).await.unwrap());
     assert_eq!(
         store.get_export("j1").await.unwrap().unwrap().state,
         COMPLETED
@@ -685,7 +699,7 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
         at: later + 10_000,
         error: serde_json::json!({"code": 9000}),
     };
-    assert!(store.finish_export("j2", 1, &retry).await.unwrap());
+    assert!(finish(&store, "j2", 1, &retry).await.unwrap());
     assert!(
         store
             .claim_exports("ann", "ann/v", "n2", later, later + 1000, 10)
@@ -702,7 +716,7 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
     let failed = JobEnd::Failed {
         error: serde_json::json!({"status": 409, "code": 9107}),
     };
-    assert!(store.finish_export("j2", 2, &failed).await.unwrap());
+    assert!(finish(&store, "j2", 2, &failed).await.unwrap());
     let j2 = store.get_export("j2").await.unwrap().unwrap();
     assert_eq!(
         (j2.state.as_str(), j2.error.unwrap().0["code"].clone()),
@@ -767,7 +781,7 @@ async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
         bytes: 3,
         alias: Some(alias.clone()),
     };
-    assert!(store.finish_export("m1", 1, &end).await.unwrap());
+    assert!(finish(&store, "m1", 1, &end).await.unwrap());
     let moved = store.get_file(&f.id).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -804,16 +818,16 @@ async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
         volume_id: "ann/v".into(),
         location: "k2".into(),
     };
-    let result = store
-        .finish_export(
-            "m2",
-            1,
-            &JobEnd::Completed {
-                bytes: 3,
-                alias: Some(stale),
-            },
-        )
-        .await;
+    let result = finish(
+        &store,
+        "m2",
+        1,
+        &JobEnd::Completed {
+            bytes: 3,
+            alias: Some(stale),
+        },
+    )
+    .await;
     assert!(matches!(result, Err(StoreError::NotFound)));
     assert_eq!(
         store.get_export("m2").await.unwrap().unwrap().state,
