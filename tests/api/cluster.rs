@@ -1,8 +1,8 @@
 //! Two `egress serve` nodes sharing one Postgres, one platform storage and one server key:
 //! either node serves the API, both run jobs, and every job runs exactly once.
 
-use crate::common::TestServer;
-use serde_json::{json, Value};
+use crate::common::{bulk_values, TestServer};
+use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
@@ -51,12 +51,7 @@ async fn two_nodes_on_postgres_share_the_work() {
             json!({"items": items}),
         )
         .await;
-    let ids: Vec<Value> = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["resource"]["id"].clone())
-        .collect();
+    let ids = bulk_values(&r.body, "/resource/id");
 
     let mut done = Vec::new();
     for _ in 0..400 {
@@ -67,12 +62,7 @@ async fn two_nodes_on_postgres_share_the_work() {
                 json!({"export_ids": ids}),
             )
             .await;
-        done = got.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["resource"].clone())
-            .collect();
+        done = bulk_values(&got.body, "/resource");
         if done
             .iter()
             .all(|j| j["state"] == "COMPLETED" || j["state"] == "FAILED")

@@ -228,6 +228,17 @@ impl TestServer {
     }
 }
 
+/// One value per entry of a bulk response's `items`, picked by a JSON pointer such as
+/// `/resource/id` or `/error/code` (`Null` where the entry has none).
+pub fn bulk_values(body: &Value, pointer: &str) -> Vec<Value> {
+    body["items"]
+        .as_array()
+        .expect("a bulk response has items")
+        .iter()
+        .map(|i| i.pointer(pointer).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
 /// Asserts an SBG error body with this status and code.
 pub fn assert_error(r: &Reply, status: u16, code: u64) {
     assert_eq!(r.status.as_u16(), status, "{:?}", r.body);

@@ -1,7 +1,7 @@
 //! Export jobs end to end on a local volume (S3 volumes are covered by the client tests
 //! against moto): submission, validation, the engine, the alias flip and freed bytes.
 
-use crate::common::{assert_error, TestServer};
+use crate::common::{assert_error, bulk_values, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -30,12 +30,7 @@ async fn wait(s: &TestServer, t: &str, ids: &[&str]) -> Vec<Value> {
                 json!({"export_ids": ids}),
             )
             .await;
-        let jobs: Vec<Value> = r.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["resource"].clone())
-            .collect();
+        let jobs = bulk_values(&r.body, "/resource");
         if jobs
             .iter()
             .all(|j| j["state"] == "COMPLETED" || j["state"] == "FAILED")
@@ -248,12 +243,7 @@ async fn validation_errors_keep_request_order() {
             json!({"items": items}),
         )
         .await;
-    let codes: Vec<Value> = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["error"]["code"].clone())
-        .collect();
+    let codes = bulk_values(&r.body, "/error/code");
     assert_eq!(
         codes,
         [

@@ -1,6 +1,6 @@
 //! Import jobs end to end on a local volume (S3 volumes are covered by the client tests).
 
-use crate::common::{assert_error, TestServer};
+use crate::common::{assert_error, bulk_values, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -218,12 +218,7 @@ async fn import_validation() {
             json!({"items": items}),
         )
         .await;
-    let codes: Vec<Value> = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["error"]["code"].clone())
-        .collect();
+    let codes = bulk_values(&r.body, "/error/code");
     assert_eq!(
         codes,
         [
