@@ -295,6 +295,19 @@ class S3Server:
             out.extend(obj["Key"] for obj in page.get("Contents", []))
         return out
 
+    def delete_prefix(self, bucket: str, prefix: str) -> None:
+        for batch in chunks(self.keys(bucket, prefix), 1000):
+            self.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch]})
+
+    def wait_gone(self, bucket: str, keys: list[str], timeout: float = 120) -> None:
+        """Waits until none of the keys is listed any more."""
+        deadline = time.monotonic() + timeout
+        wanted = set(keys)
+        while wanted & set(self.keys(bucket, "")):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{bucket}: objects still present after {timeout:.0f}s")
+            time.sleep(0.05)
+
 
 # --------------------------------------------------------------------------- results
 
@@ -420,21 +433,22 @@ class RcloneSide:
                       {"transfers": self.transfers, "checkers": self.checkers})
 
 
-def settle() -> None:
+def settle(pause: float = 0.0) -> None:
     """Flushes dirty pages before a timed phase, so that no phase pays for the writeback of
-    the bytes an earlier one wrote."""
+    the bytes an earlier one wrote; then waits `pause` seconds (see --w2-settle)."""
     os.sync()
+    time.sleep(pause)
 
 
 def raw_copy(s3: S3Server, wl: Workload, concurrency: int, src_bucket: str = RCLONE_SRC_BUCKET,
              keys: Optional[list[str]] = None, dst_prefix: Optional[str] = None,
-             tool: str = "raw CopyObject") -> Result:
+             tool: str = "raw CopyObject", pause: float = 0.0) -> Result:
     """CopyObject of every source object with boto3: the server-side floor. By default the
     sources are rclone's; a paired W2 round passes Egress's own platform objects."""
     keys = s3.keys(src_bucket, f"{wl.name}/") if keys is None else keys
     dst_prefix = dst_prefix or wl.name
     threads = max(1, min(concurrency, len(keys)))
-    settle()
+    settle(pause)
     s3_meter = Meter(s3.pid).start()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -679,10 +693,11 @@ class EgressSide:
             time.sleep(max(poll, 0.01 * (time.monotonic() - started)))
 
     def timed_export(self, wl: Workload, file_ids: list[str], batch: int, copy_only: bool,
-                     poll: float, timeout: float, prefix: Optional[str] = None) -> Result:
+                     poll: float, timeout: float, prefix: Optional[str] = None,
+                     pause: float = 0.0) -> Result:
         prefix = prefix or wl.name
         items = self.items(file_ids, wl.names(), prefix)
-        settle()
+        settle(pause)
         meter = Meter(self.pid).start()
         s3_meter = Meter(self.s3.pid).start()
         t0 = time.perf_counter()
@@ -712,10 +727,14 @@ def median_result(rounds: list[Result]) -> Result:
 
 
 def paired_rounds(egress: "EgressSide", s3: S3Server, wl: Workload, args: argparse.Namespace) -> list[Result]:
-    """W2 in rounds. Sub-second copies of just-written files vary a lot on a shared 2-core VM
-    (whichever phase first reads bytes the kernel has let go cold pays for it), so each round
-    times Egress's export and a raw CopyObject of the same bytes back to back, alternating
-    which goes first; each side's median round is reported."""
+    """W2 in rounds. Sub-second copies of large files vary a lot on a shared 2-core VM, so
+    each round times Egress's export and a raw CopyObject of the same bytes back to back,
+    alternating which goes first; each side's median round is reported.
+
+    Both sides leave the machine alike for the other: page-cache pages a copy must allocate
+    cost far more when the VM has handed them back to its host, and a move frees its sources
+    (through Egress's sweeper, which is waited for and not timed). So the raw side frees its
+    copies too before Egress runs, and each round ends by deleting what it wrote."""
     raws, exports = [], []
     for r in range(args.w2_rounds):
         before = set(s3.keys(PLATFORM_BUCKET, "blobs/"))
@@ -728,13 +747,17 @@ def paired_rounds(egress: "EgressSide", s3: S3Server, wl: Workload, args: argpar
 
         def export() -> None:
             exports.append(egress.timed_export(wl, ids, args.batch, args.copy_only, args.poll,
-                                               args.timeout, prefix))
+                                               args.timeout, prefix, args.w2_settle))
+            if not args.copy_only:
+                s3.wait_gone(PLATFORM_BUCKET, sources)  # the sweeper frees the moved bytes
 
         def raw(after_move: bool) -> None:
             # A move has freed the platform copies; the exported objects hold the same bytes.
             bucket, keys = ((VOLUME_BUCKET, s3.keys(VOLUME_BUCKET, f"{prefix}/")) if after_move
                             else (PLATFORM_BUCKET, sources))
-            raws.append(raw_copy(s3, wl, args.transfers, bucket, keys, prefix, "raw CopyObject (paired)"))
+            raws.append(raw_copy(s3, wl, args.transfers, bucket, keys, prefix, "raw CopyObject (paired)",
+                                 args.w2_settle))
+            s3.delete_prefix(RAW_DST_BUCKET, f"{prefix}/")
 
         # Alternate which side goes first, so neither always inherits the other's aftermath.
         if r % 2:
@@ -743,6 +766,7 @@ def paired_rounds(egress: "EgressSide", s3: S3Server, wl: Workload, args: argpar
         else:
             raw(after_move=False)
             export()
+        s3.delete_prefix(VOLUME_BUCKET, f"{prefix}/")
         log(f"  raw {raws[-1].wall_s:.2f}s, Egress {exports[-1].wall_s:.2f}s")
     return [median_result(raws), median_result(exports)]
 
@@ -911,6 +935,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--w1-size", type=parse_size, default="4KiB", help="W1: size of each file")
     g.add_argument("--w2-count", type=int, default=4, help="W2: number of large files")
     g.add_argument("--w2-size", type=parse_size, default="256MiB", help="W2: size of each file")
+    g.add_argument("--w2-settle", type=float, default=1.0,
+                   help="seconds each paired W2 phase waits after syncing")
     g.add_argument("--w2-rounds", type=int, default=6,
                    help="paired W2 rounds: each uploads W2 into Egress and times the Egress export "
                         "of those files and a raw CopyObject of the same bytes, alternating which "
@@ -952,7 +978,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--part-size", type=parse_size, default="32MiB", help="upload part size for seeding")
     g.add_argument("--workdir", type=Path, help="where s3s-fs and Egress keep data (default: a temp dir)")
     g.add_argument("--keep", action="store_true", help="keep the work dir (and its logs) afterwards")
-    g.add_argument("--poll", type=float, default=0.01, help="seconds between job state polls")
+    g.add_argument("--poll", type=float, default=0.002,
+                   help="shortest pause between job state polls (the pause is 1%% of the time so far)")
     g.add_argument("--timeout", type=float, default=3600, help="seconds to wait for one phase's jobs")
     g.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     args = p.parse_args(argv)
