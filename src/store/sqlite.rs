@@ -32,13 +32,17 @@ impl SqliteStore {
             // The server checkpoints in the background (`Store::checkpoint`); a commit that
             // finds the log this long (about 40 MB) still checkpoints itself as a backstop.
             .pragma("wal_autocheckpoint", "10000");
+        // A connection to a local file does not go stale: the ping sqlx sends before handing one
+        // out would only add a round trip to the connection's thread to every query.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let jobs_pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await?;
         Ok(Self { pool, jobs_pool })
