@@ -1,6 +1,7 @@
 //! Egress: a Seven Bridges / CAVATICA v2 storage API server.
 
 pub mod api;
+pub mod background;
 pub mod blob;
 pub mod demo;
 pub mod engine;

@@ -1,6 +1,7 @@
 //! Putting the parts together: configuration, start-up and graceful shutdown of `egress serve`.
 
 use crate::api::{self, ApiSettings, AppState, RateLimiter};
+use crate::background::Background;
 use crate::signing::UrlSigner;
 use crate::{blob, secret_key, store, sweeper};
 use anyhow::{Context, Result};
@@ -84,6 +85,8 @@ pub struct Running {
     pub state: Arc<AppState>,
     pub task: tokio::task::JoinHandle<Result<()>>,
     shutdown: Arc<Notify>,
+    /// Runs the engine and the sweeper; dropped after the server task has ended.
+    _background: Background,
 }
 
 impl Running {
@@ -142,12 +145,19 @@ pub async fn start(config: Config) -> Result<Running> {
     if config.demo {
         crate::demo::setup(&state, &config.data_dir).await?;
     }
-    let sweeper = tokio::spawn(sweeper::run(state.clone(), config.sweep_interval));
+    let background = Background::start().context("starting the background runtime")?;
+    let sweeper = background.spawn(sweeper::run(state.clone(), config.sweep_interval));
     let checkpointer = tokio::spawn(checkpoint_regularly(state.store.clone()));
     let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
-    let engine = tokio::spawn(
-        crate::engine::Engine::new(state.clone(), config.engine.clone()).run(engine_stopped),
-    );
+    let engine = {
+        let (state, engine_config) = (state.clone(), config.engine.clone());
+        // Built on the background runtime, so that the tasks it spawns run there too.
+        background.spawn(async move {
+            crate::engine::Engine::new(state, engine_config)
+                .run(engine_stopped)
+                .await
+        })
+    };
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = Arc::new(Notify::new());
     let stop = shutdown.clone();
@@ -169,6 +179,7 @@ pub async fn start(config: Config) -> Result<Running> {
         state,
         task,
         shutdown,
+        _background: background,
     })
 }
 

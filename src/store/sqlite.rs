@@ -7,7 +7,10 @@
 //! and the job then simply runs again. Because a FULL commit syncs the whole WAL, every earlier
 //! commit is durable before the sweeper deletes any bytes a commit released (invariant 1).
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Connection;
 use sqlx::{Pool, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,21 +35,30 @@ impl SqliteStore {
             // The server checkpoints in the background (`Store::checkpoint`); a commit that
             // finds the log this long (about 40 MB) still checkpoints itself as a backstop.
             .pragma("wal_autocheckpoint", "10000");
-        // A connection to a local file does not go stale: the ping sqlx sends before handing one
-        // out would only add a round trip to the connection's thread to every query.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let jobs_pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
+        // The file, its WAL mode and its schema come first, on one connection: connections
+        // opening a new file together would race to switch its journal mode.
+        let mut first = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("migrations/sqlite").run(&mut first).await?;
+        first.close().await?;
+        let pool = pool_options(8).connect_with(options.clone()).await?;
+        let jobs_pool = pool_options(4)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await?;
         Ok(Self { pool, jobs_pool })
     }
+}
+
+/// Every connection is opened here, at start-up, and kept: each has a thread of its own, which
+/// takes the priority of the thread that opened it, and a connection opened by a background
+/// task would serve API requests at the background's lower priority (`background.rs`). A
+/// connection to a local file does not go stale, so sqlx's ping before each use is skipped too.
+fn pool_options(connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .min_connections(connections)
+        .max_connections(connections)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
 }
 
 async fn begin_write(pool: &Pool<Sqlite>) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
