@@ -325,10 +325,8 @@ async fn complete(
         ),
         _ => e,
     })?;
-    for n in 1..=part_count(&upload) {
-        if let Err(e) = state.platform.delete(&blob::part_key(&id, n)).await {
-            tracing::warn!(upload = %id, part = n, error = %e, "could not delete an upload part");
-        }
+    if let Err(e) = state.platform.delete_many(&part_keys(&upload)).await {
+        tracing::warn!(upload = %id, error = %e, "could not delete every upload part");
     }
     Ok(Json(views::file(state.base(), &file)))
 }
@@ -428,15 +426,18 @@ async fn abort(
 /// Deletes an unfinished upload's parts and partial blob, then its row. Storage goes first so
 /// that a failure leaves the row for the sweeper to retry.
 pub async fn delete_upload_remains(state: &AppState, upload: &Upload) -> anyhow::Result<()> {
-    for n in 1..=part_count(upload) {
-        state
-            .platform
-            .delete(&blob::part_key(&upload.id, n))
-            .await?;
-    }
-    state.platform.delete(&blob::blob_key(&upload.id)).await?;
+    let mut keys = part_keys(upload);
+    keys.push(blob::blob_key(&upload.id));
+    state.platform.delete_many(&keys).await?;
     state.store.delete_upload(&upload.id).await?;
     Ok(())
+}
+
+/// The platform keys of every part an upload may have staged.
+fn part_keys(upload: &Upload) -> Vec<String> {
+    (1..=part_count(upload))
+        .map(|n| blob::part_key(&upload.id, n))
+        .collect()
 }
 
 /// Stores small in-memory bytes as a new file in `parent` (the demo and tests seed data this way).

@@ -40,12 +40,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream>;
     /// Deletes `key`. Deleting a missing key succeeds, so callers may retry freely.
     async fn delete(&self, key: &str) -> Result<()>;
-    /// Deletes several keys, as `delete` does each.
+    /// Deletes several keys, as `delete` does each. Every key is tried; the first failure is
+    /// returned.
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let mut first_failure = None;
         for key in keys {
-            self.delete(key).await?;
+            if let Err(e) = self.delete(key).await {
+                first_failure.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_failure.map_or(Ok(()), Err)
     }
     /// Whether `key` exists (tests and sweeps use it).
     async fn exists(&self, key: &str) -> Result<bool>;
