@@ -1,9 +1,11 @@
 //! The shared engine: several `egress serve` nodes point at one Postgres and split the work.
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Pool, Postgres, Transaction};
 
 type Db = Postgres;
+type Conn = PgConnection;
 type This = PostgresStore;
 const ENGINE: &str = "postgres";
 
@@ -27,8 +29,18 @@ impl PostgresStore {
     }
 }
 
-async fn begin_write(pool: &Pool<Postgres>) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin().await
+impl PostgresStore {
+    /// Postgres orders concurrent writers itself, with row locks.
+    async fn begin_write(
+        &self,
+        pool: &Pool<Postgres>,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    async fn writer(&self, pool: &Pool<Postgres>) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        pool.acquire().await
+    }
 }
 
 fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, tag: &'a str) {

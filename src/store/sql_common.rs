@@ -1,6 +1,7 @@
 // The SQL both engines share. `sqlite.rs` and `postgres.rs` each `include!` this file after
-// defining `Db` (the sqlx database), `This` (their store type, with a `pool` field), `ENGINE`,
-// `begin_write`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK` and `ROW_LOCK`. Placeholders are
+// defining `Db` (the sqlx database), `Conn` (its connection), `This` (their store type, with
+// `pool` and `jobs_pool` fields and the methods `begin_write` and `writer`, through which every
+// write goes), `ENGINE`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK` and `ROW_LOCK`. Placeholders are
 // `$N`, numbered in order of first use, which both engines accept; the few dialect differences
 // live in those two files.
 
@@ -60,7 +61,7 @@ fn push_file_filter<'a>(qb: &mut QueryBuilder<'a, Db>, parent_id: &'a str, filte
 }
 
 async fn insert_file(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut Conn,
     file: &FileRec,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -84,7 +85,7 @@ async fn insert_file(
     .bind(Json(&file.tags))
     .bind(file.created_at)
     .bind(file.modified_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(classify)?;
     Ok(())
@@ -142,11 +143,11 @@ where
 }
 
 /// The folder `name` in `parent`, made if missing; `Conflict` when a file holds the name.
-async fn folder_in(tx: &mut sqlx::Transaction<'_, Db>, project_id: &str, parent: &str, name: &str) -> Result<String, StoreError> {
+async fn folder_in(tx: &mut Conn, project_id: &str, parent: &str, name: &str) -> Result<String, StoreError> {
     let found: Option<(String, bool)> = sqlx::query_as("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2")
         .bind(parent)
         .bind(name)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     match found {
         Some((id, true)) => Ok(id),
@@ -161,14 +162,14 @@ async fn folder_in(tx: &mut sqlx::Transaction<'_, Db>, project_id: &str, parent:
 
 /// Inserts `file`, resolving a taken name as the import says: replace the file (never a
 /// folder), rename it `_N_name`, or refuse with `Conflict`.
-async fn insert_resolving(tx: &mut sqlx::Transaction<'_, Db>, mut file: FileRec, overwrite: bool, autorename: bool) -> Result<String, StoreError> {
+async fn insert_resolving(tx: &mut Conn, mut file: FileRec, overwrite: bool, autorename: bool) -> Result<String, StoreError> {
     let parent = file.parent_id.clone().unwrap_or_default();
     let base = file.name.clone();
     for n in 1..=1000 {
         let taken: Option<(String, bool)> = sqlx::query_as("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2")
             .bind(&parent)
             .bind(&file.name)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
         match taken {
             None => {
@@ -188,14 +189,14 @@ async fn insert_resolving(tx: &mut sqlx::Transaction<'_, Db>, mut file: FileRec,
 }
 
 /// Extends a job's lease, fenced by its attempt: false when another worker owns it now.
-async fn renew_lease(pool: &sqlx::Pool<Db>, table: &str, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
+async fn renew_lease(conn: &mut Conn, table: &str, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
     let done = sqlx::query(&format!(
         "UPDATE {table} SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'"
     ))
     .bind(lease_until)
     .bind(id)
     .bind(attempt)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -222,18 +223,18 @@ async fn upsert_member<'e, E: sqlx::Executor<'e, Database = Db>>(executor: E, m:
 }
 
 /// Deletes one file row inside `tx` and drops its blob reference. Folders must be empty.
-async fn remove_file(tx: &mut sqlx::Transaction<'_, Db>, id: &str) -> Result<(), StoreError> {
+async fn remove_file(tx: &mut Conn, id: &str) -> Result<(), StoreError> {
     let row: Option<(bool, Option<String>)> =
         sqlx::query_as("SELECT is_folder, blob_id FROM files WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     let (is_folder, blob_id) = row.ok_or(StoreError::NotFound)?;
     let moving: Option<(String,)> = sqlx::query_as(
         "SELECT id FROM exports WHERE file_id = $1 AND NOT copy_only AND state IN ('PENDING', 'RUNNING') LIMIT 1",
     )
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     if moving.is_some() {
         return Err(StoreError::InUse);
@@ -241,17 +242,17 @@ async fn remove_file(tx: &mut sqlx::Transaction<'_, Db>, id: &str) -> Result<(),
     if is_folder {
         let child: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE parent_id = $1 LIMIT 1")
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
         if child.is_some() {
             return Err(StoreError::NotEmpty);
         }
     }
-    sqlx::query("DELETE FROM files WHERE id = $1").bind(id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM files WHERE id = $1").bind(id).execute(&mut *tx).await?;
     if let Some(blob_id) = blob_id {
         sqlx::query("UPDATE blobs SET refs = refs - 1 WHERE id = $1")
             .bind(blob_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(())
@@ -264,7 +265,7 @@ impl Store for This {
     }
 
     async fn create_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query("INSERT INTO users (username, email, is_admin, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&user.username)
             .bind(&user.email)
@@ -292,7 +293,7 @@ impl Store for This {
         .bind(token_hash)
         .bind(crate::util::now_ms())
         .bind(username)
-        .execute(&self.pool)
+        .execute(&mut *self.writer(&self.pool).await?)
         .await
         .map_err(classify)
         .and_then(|r| if r.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound) })
@@ -316,7 +317,7 @@ impl Store for This {
     }
 
     async fn create_project(&self, project: &Project, root: &FileRec) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query(
             "INSERT INTO projects (id, owner, name, description, billing_group, category, tags, \
              settings, root_folder, is_public, created_by, created_at, modified_at) \
@@ -395,7 +396,7 @@ impl Store for This {
         .bind(project.is_public)
         .bind(project.modified_at)
         .bind(&project.id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer(&self.pool).await?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -404,7 +405,7 @@ impl Store for This {
     }
 
     async fn delete_project(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let gone = sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if gone.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -460,7 +461,7 @@ impl Store for This {
     }
 
     async fn put_member(&self, m: &Member) -> Result<()> {
-        upsert_member(&self.pool, m).await?;
+        upsert_member(&mut *self.writer(&self.pool).await?, m).await?;
         Ok(())
     }
 
@@ -469,13 +470,13 @@ impl Store for This {
             .bind(kind)
             .bind(resource_id)
             .bind(username)
-            .execute(&self.pool)
+            .execute(&mut *self.writer(&self.pool).await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn create_volume(&self, v: &VolumeRec) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query(
             "INSERT INTO volumes (id, owner, name, description, access_mode, active, service, secret, \
              created_at, modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -537,7 +538,7 @@ impl Store for This {
         .bind(&v.secret)
         .bind(v.modified_at)
         .bind(&v.id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer(&self.pool).await?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -546,7 +547,7 @@ impl Store for This {
     }
 
     async fn delete_volume(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let alias: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE volume_id = $1 LIMIT 1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -600,7 +601,7 @@ impl Store for This {
     }
 
     async fn create_file(&self, file: &FileRec) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         if let Some(blob_id) = &file.blob_id {
             let held = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1 AND NOT deleting")
                 .bind(blob_id)
@@ -624,7 +625,7 @@ impl Store for This {
         .bind(Json(&file.tags))
         .bind(file.modified_at)
         .bind(&file.id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer(&self.pool).await?)
         .await
         .map_err(classify)?;
         if done.rows_affected() == 0 {
@@ -634,7 +635,7 @@ impl Store for This {
     }
 
     async fn delete_file(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         remove_file(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
@@ -655,7 +656,7 @@ impl Store for This {
         .bind(u.overwrite)
         .bind(u.created_at)
         .bind(u.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer(&self.pool).await?)
         .await?;
         Ok(())
     }
@@ -671,7 +672,7 @@ impl Store for This {
     }
 
     async fn put_part(&self, upload_id: &str, part: &Part, expires_at: i64) -> Result<bool> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let alive = sqlx::query("UPDATE uploads SET expires_at = $1 WHERE id = $2")
             .bind(expires_at)
             .bind(upload_id)
@@ -704,7 +705,7 @@ impl Store for This {
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -718,7 +719,7 @@ impl Store for This {
         file: &FileRec,
         replace: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         if let Some(upload_id) = upload_id {
             let gone = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload_id).execute(&mut *tx).await?;
             if gone.rows_affected() == 0 {
@@ -761,7 +762,7 @@ impl Store for This {
     }
 
     async fn insert_exports(&self, jobs: &[ExportRec], idempotent: Option<&Idempotent>) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         if let Some(i) = idempotent {
             sqlx::query("INSERT INTO idempotency (owner, key, request, response, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&i.owner)
@@ -846,7 +847,7 @@ impl Store for This {
     }
 
     async fn claim_exports(&self, owner: &str, volume_id: &str, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ExportRec>> {
-        let mut tx = begin_write(&self.jobs_pool).await?;
+        let mut tx = self.begin_write(&self.jobs_pool).await?;
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT e.seq FROM exports e \
                WHERE e.state = 'PENDING' AND e.owner = $4 AND e.volume_id = $5 AND e.next_attempt_at <= $1 \
@@ -878,7 +879,7 @@ impl Store for This {
                  WHERE state = 'RUNNING' AND lease_expires_at < $1"
             ))
             .bind(now)
-            .execute(&self.jobs_pool)
+            .execute(&mut *self.writer(&self.jobs_pool).await?)
             .await?;
             expired += done.rows_affected();
         }
@@ -886,7 +887,7 @@ impl Store for This {
     }
 
     async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
-        renew_lease(&self.jobs_pool, "exports", id, attempt, lease_until).await
+        renew_lease(&mut *self.writer(&self.jobs_pool).await?, "exports", id, attempt, lease_until).await
     }
 
     async fn set_export_upload(&self, id: &str, attempt: i64, upload_id: Option<&str>) -> Result<bool> {
@@ -894,7 +895,7 @@ impl Store for This {
             .bind(upload_id)
             .bind(id)
             .bind(attempt)
-            .execute(&self.jobs_pool)
+            .execute(&mut *self.writer(&self.jobs_pool).await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -904,14 +905,14 @@ impl Store for This {
             .bind(bytes)
             .bind(id)
             .bind(attempt)
-            .execute(&self.jobs_pool)
+            .execute(&mut *self.writer(&self.jobs_pool).await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn finish_exports(&self, ends: &[(&str, i64, &JobEnd)]) -> Result<Vec<Finished>, StoreError> {
         let now = crate::util::now_ms();
-        let mut tx = begin_write(&self.jobs_pool).await?;
+        let mut tx = self.begin_write(&self.jobs_pool).await?;
         // Lock the jobs first: later statements of this transaction then touch only jobs
         // whose lease is still ours, and no other node can expire or reclaim them meanwhile.
         let ids: Vec<String> = ends.iter().map(|(id, ..)| id.to_string()).collect();
@@ -1035,7 +1036,7 @@ impl Store for This {
     }
 
     async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         for j in jobs {
             sqlx::query(
                 "INSERT INTO imports (id, owner, volume_id, location, project_id, parent_id, name, overwrite, \
@@ -1075,7 +1076,7 @@ impl Store for This {
     }
 
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
-        let mut tx = begin_write(&self.jobs_pool).await?;
+        let mut tx = self.begin_write(&self.jobs_pool).await?;
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
              UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
@@ -1094,11 +1095,11 @@ impl Store for This {
     }
 
     async fn renew_import(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
-        renew_lease(&self.jobs_pool, "imports", id, attempt, lease_until).await
+        renew_lease(&mut *self.writer(&self.jobs_pool).await?, "imports", id, attempt, lease_until).await
     }
 
     async fn commit_import_batch(&self, job: &ImportRec, batch: &ImportBatch) -> Result<bool, StoreError> {
-        let mut tx = begin_write(&self.jobs_pool).await?;
+        let mut tx = self.begin_write(&self.jobs_pool).await?;
         let fenced = sqlx::query(
             "UPDATE imports SET objects_imported = objects_imported + $1, cursor = $2 \
              WHERE id = $3 AND attempt = $4 AND state = 'RUNNING'",
@@ -1167,13 +1168,13 @@ impl Store for This {
             .bind(*at),
             JobEnd::Completed { .. } => return Err(anyhow::anyhow!("imports complete through commit_import_batch")),
         }
-        .execute(&self.jobs_pool)
+        .execute(&mut *self.writer(&self.jobs_pool).await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query("UPDATE blobs SET deleting = TRUE WHERE refs <= 0 AND NOT deleting")
             .execute(&mut *tx)
             .await?;
@@ -1196,7 +1197,7 @@ impl Store for This {
         }
         let mut qb = QueryBuilder::<Db>::new("DELETE FROM blobs WHERE deleting AND id IN (");
         push_list(&mut qb, ids);
-        qb.build().execute(&self.pool).await?;
+        qb.build().execute(&mut *self.writer(&self.pool).await?).await?;
         Ok(())
     }
 

@@ -1,5 +1,11 @@
-//! The embedded engine: one SQLite file in WAL mode. Writers take the lock up front with
-//! `BEGIN IMMEDIATE`, so concurrent writers wait on the busy timeout instead of failing mid-transaction.
+//! The embedded engine: one SQLite file in WAL mode.
+//!
+//! Writers of this process take turns on an async, first-come-first-served lock before they
+//! touch the file (`begin_write`, `writer`). SQLite's own busy handler polls with sleeps that
+//! grow to 100 ms and favours whoever retries at the right moment, so under load an API write
+//! could wait behind many engine writes; the lock hands the file over as soon as it is free.
+//! Transactions still start with `BEGIN IMMEDIATE` and keep the busy timeout, for writers in
+//! other processes (`egress admin`).
 //!
 //! Two pools share the file. What users are told is done (uploads, deletes, submissions) and the
 //! sweeper's marking of doomed blobs commit with `synchronous=FULL`. The engine's own bookkeeping
@@ -7,21 +13,28 @@
 //! and the job then simply runs again. Because a FULL commit syncs the whole WAL, every earlier
 //! commit is durable before the sweeper deletes any bytes a commit released (invariant 1).
 
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Connection;
 use sqlx::{Pool, Sqlite, Transaction};
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 type Db = Sqlite;
+type Conn = SqliteConnection;
 type This = SqliteStore;
 const ENGINE: &str = "sqlite";
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
     jobs_pool: Pool<Sqlite>,
+    /// Held by whoever writes; fair, so writers go in the order they came.
+    write_turn: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -44,7 +57,62 @@ impl SqliteStore {
         let jobs_pool = pool_options(4)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await?;
-        Ok(Self { pool, jobs_pool })
+        Ok(Self {
+            pool,
+            jobs_pool,
+            write_turn: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// A write transaction, begun once this process's earlier writers are done.
+    async fn begin_write(
+        &self,
+        pool: &Pool<Sqlite>,
+    ) -> Result<Writing<Transaction<'static, Sqlite>>, sqlx::Error> {
+        let turn = self.write_turn.clone().lock_owned().await;
+        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Writing {
+            inner: tx,
+            _turn: turn,
+        })
+    }
+
+    /// A connection for one writing statement, handed out in turn like `begin_write`.
+    async fn writer(
+        &self,
+        pool: &Pool<Sqlite>,
+    ) -> Result<Writing<PoolConnection<Sqlite>>, sqlx::Error> {
+        let turn = self.write_turn.clone().lock_owned().await;
+        let conn = pool.acquire().await?;
+        Ok(Writing {
+            inner: conn,
+            _turn: turn,
+        })
+    }
+}
+
+/// A transaction or connection that holds the write turn until it is dropped.
+struct Writing<T> {
+    inner: T,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl Writing<Transaction<'static, Sqlite>> {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+}
+
+impl<T: DerefMut<Target = SqliteConnection>> Deref for Writing<T> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.inner
+    }
+}
+
+impl<T: DerefMut<Target = SqliteConnection>> DerefMut for Writing<T> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.inner
     }
 }
 
@@ -59,10 +127,6 @@ fn pool_options(connections: u32) -> SqlitePoolOptions {
         .idle_timeout(None)
         .max_lifetime(None)
         .test_before_acquire(false)
-}
-
-async fn begin_write(pool: &Pool<Sqlite>) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Sqlite>, tag: &'a str) {
