@@ -27,9 +27,7 @@ impl PostgresStore {
             pool,
         })
     }
-}
 
-impl PostgresStore {
     /// Postgres orders concurrent writers itself, with row locks.
     async fn begin_write(
         &self,
