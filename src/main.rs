@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// mimalloc: the server allocates and frees many small buffers per request across threads,
-/// where glibc's malloc spent a sixth of the CPU of an export run.
+/// where glibc's malloc spent about 15% of the CPU of an export run.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
