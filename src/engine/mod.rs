@@ -304,31 +304,31 @@ impl Engine {
         self.load_claimed(claimed).await
     }
 
-    /// Loads the files and volumes of claimed jobs: one query for the files, one per volume.
+    /// Loads the files and volumes of claimed jobs, with one query for each.
     async fn load_claimed(&self, jobs: Vec<ExportRec>) -> anyhow::Result<Vec<Claimed>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let store = &self.state.store;
-        let ids: Vec<String> = jobs.iter().map(|j| j.file_id.clone()).collect();
-        let files: HashMap<String, FileRec> = store
-            .get_files(&ids)
-            .await?
+        let file_ids: Vec<String> = jobs.iter().map(|j| j.file_id.clone()).collect();
+        let mut volume_ids: Vec<String> = jobs.iter().map(|j| j.volume_id.clone()).collect();
+        volume_ids.sort();
+        volume_ids.dedup();
+        let (files, volumes) = self
+            .state
+            .store
+            .claimed_sources(&file_ids, &volume_ids)
+            .await?;
+        let files: HashMap<String, FileRec> =
+            files.into_iter().map(|f| (f.id.clone(), f)).collect();
+        let volumes: HashMap<String, Arc<VolumeRec>> = volumes
             .into_iter()
-            .map(|f| (f.id.clone(), f))
+            .map(|v| (v.id.clone(), Arc::new(v)))
             .collect();
-        let mut volumes: HashMap<String, Option<Arc<VolumeRec>>> = HashMap::new();
-        for job in &jobs {
-            if !volumes.contains_key(&job.volume_id) {
-                let volume = store.get_volume(&job.volume_id).await?.map(Arc::new);
-                volumes.insert(job.volume_id.clone(), volume);
-            }
-        }
         Ok(jobs
             .into_iter()
             .map(|job| Claimed {
                 file: files.get(&job.file_id).cloned(),
-                volume: volumes.get(&job.volume_id).cloned().flatten(),
+                volume: volumes.get(&job.volume_id).cloned(),
                 job,
             })
             .collect())

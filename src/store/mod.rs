@@ -294,7 +294,7 @@ pub enum Finished {
 }
 
 /// The flip a move commits: `file_id` stops holding `blob_id` and points at the volume object.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Alias {
     pub file_id: String,
     pub blob_id: String,
@@ -520,6 +520,14 @@ pub trait Store: Send + Sync + 'static {
         lease_until: i64,
         max: i64,
     ) -> Result<Vec<ExportRec>>;
+    /// The files and volumes of claimed jobs, those that exist. They are read where the engine
+    /// writes: on SQLite that connection's page cache survives its own claims and commits,
+    /// while every other connection's is dropped after each of them.
+    async fn claimed_sources(
+        &self,
+        file_ids: &[String],
+        volume_ids: &[String],
+    ) -> Result<(Vec<FileRec>, Vec<VolumeRec>)>;
     /// Puts jobs whose lease expired (their worker died or stalled) back in the queue; their
     /// next claim raises the attempt, which fences the old worker out.
     async fn expire_leases(&self, now: i64) -> Result<u64>;

@@ -91,7 +91,20 @@ async fn insert_file(
     Ok(())
 }
 
+/// Batched statements come in a few sizes only, the powers of two: their text then repeats,
+/// and each connection's statement cache serves them instead of SQLite parsing them anew.
+fn padded_len(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+/// `rows` grown to a padded length with `filler`, a row that matches nothing.
+fn padded<T: Clone>(mut rows: Vec<T>, filler: T) -> Vec<T> {
+    rows.resize(padded_len(rows.len()), filler);
+    rows
+}
+
 /// Binds `values` as the rest of an `IN (` list, closing it; an empty list matches nothing.
+/// The list is padded with NULLs, which match nothing either.
 fn push_list(qb: &mut QueryBuilder<'_, Db>, values: &[String]) {
     if values.is_empty() {
         qb.push("NULL)");
@@ -100,6 +113,9 @@ fn push_list(qb: &mut QueryBuilder<'_, Db>, values: &[String]) {
     let mut list = qb.separated(", ");
     for v in values {
         list.push_bind(v.clone());
+    }
+    for _ in values.len()..padded_len(values.len()) {
+        list.push_bind(None::<String>);
     }
     qb.push(")");
 }
@@ -848,6 +864,9 @@ impl Store for This {
 
     async fn claim_exports(&self, owner: &str, volume_id: &str, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ExportRec>> {
         let mut tx = self.begin_write(&self.jobs_pool).await?;
+        // The picked rows need no second look at their state: SQLite has one writer, and
+        // Postgres re-checks rows it locks. A condition on state in the UPDATE would also make
+        // SQLite walk every pending job instead of looking up the picked ones by seq.
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT e.seq FROM exports e \
                WHERE e.state = 'PENDING' AND e.owner = $4 AND e.volume_id = $5 AND e.next_attempt_at <= $1 \
@@ -856,7 +875,7 @@ impl Store for This {
                ORDER BY e.seq LIMIT $6{CLAIM_LOCK}) \
              UPDATE exports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
-             WHERE {RUNNABLE} AND seq IN (SELECT seq FROM picked) \
+             WHERE seq IN (SELECT seq FROM picked) \
              RETURNING {EXPORT_COLUMNS}"
         ))
         .bind(now)
@@ -869,6 +888,17 @@ impl Store for This {
         .await?;
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    async fn claimed_sources(&self, file_ids: &[String], volume_ids: &[String]) -> Result<(Vec<FileRec>, Vec<VolumeRec>)> {
+        let mut conn = self.jobs_pool.acquire().await?;
+        let mut files = QueryBuilder::<Db>::new(format!("{FILE_SELECT} WHERE f.id IN ("));
+        push_list(&mut files, file_ids);
+        let files = files.build_query_as().fetch_all(&mut *conn).await?;
+        let mut volumes = QueryBuilder::<Db>::new(format!("SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.id IN ("));
+        push_list(&mut volumes, volume_ids);
+        let volumes = volumes.build_query_as().fetch_all(&mut *conn).await?;
+        Ok((files, volumes))
     }
 
     async fn expire_leases(&self, now: i64) -> Result<u64> {
@@ -938,8 +968,9 @@ impl Store for This {
             })
             .collect();
         if !moves.is_empty() {
+            let nothing = Alias::default();
             let mut qb = QueryBuilder::<Db>::new("WITH v (file_id, blob_id, volume_id, location) AS (");
-            qb.push_values(&moves, |mut row, (_, a)| {
+            qb.push_values(padded(moves.iter().map(|(_, a)| *a).collect(), &nothing), |mut row, a| {
                 row.push_bind(&a.file_id).push_bind(&a.blob_id).push_bind(&a.volume_id).push_bind(&a.location);
             });
             qb.push(") UPDATE files SET blob_id = NULL, volume_id = v.volume_id, location = v.location, modified_at = ")
@@ -966,8 +997,8 @@ impl Store for This {
             }
             if !released.is_empty() {
                 let mut qb = QueryBuilder::<Db>::new("WITH d (id, n) AS (");
-                qb.push_values(&released, |mut row, (id, n)| {
-                    row.push_bind(*id).push_bind(*n);
+                qb.push_values(padded(released.iter().map(|(id, n)| (*id, *n)).collect(), ("", 0)), |mut row, (id, n)| {
+                    row.push_bind(id).push_bind(n);
                 });
                 qb.push(") UPDATE blobs SET refs = refs - d.n FROM d WHERE blobs.id = d.id");
                 qb.build().execute(&mut *tx).await?;
@@ -988,8 +1019,8 @@ impl Store for This {
             .collect();
         if !completed.is_empty() {
             let mut qb = QueryBuilder::<Db>::new("WITH v (id, bytes) AS (");
-            qb.push_values(&completed, |mut row, (id, bytes)| {
-                row.push_bind(*id).push_bind(*bytes);
+            qb.push_values(padded(completed, ("", 0)), |mut row, (id, bytes)| {
+                row.push_bind(id).push_bind(bytes);
             });
             qb.push(") UPDATE exports SET state = 'COMPLETED', bytes_copied = v.bytes, error = NULL, \
                      lease_owner = NULL, upload_id = NULL, finished_at = ")
@@ -1006,8 +1037,8 @@ impl Store for This {
             .collect();
         if !failed.is_empty() {
             let mut qb = QueryBuilder::<Db>::new("WITH v (id, error) AS (");
-            qb.push_values(&failed, |mut row, (id, error)| {
-                row.push_bind(*id).push_bind(Json(*error));
+            qb.push_values(padded(failed, ("", &serde_json::Value::Null)), |mut row, (id, error)| {
+                row.push_bind(id).push_bind(Json(error));
             });
             qb.push(") UPDATE exports SET state = 'FAILED', error = v.error, lease_owner = NULL, \
                      upload_id = NULL, finished_at = ")
@@ -1024,8 +1055,8 @@ impl Store for This {
             .collect();
         if !retried.is_empty() {
             let mut qb = QueryBuilder::<Db>::new("WITH v (id, error, next_at) AS (");
-            qb.push_values(&retried, |mut row, (id, error, at)| {
-                row.push_bind(*id).push_bind(Json(*error)).push_bind(*at);
+            qb.push_values(padded(retried, ("", &serde_json::Value::Null, 0)), |mut row, (id, error, at)| {
+                row.push_bind(id).push_bind(Json(error)).push_bind(at);
             });
             qb.push(") UPDATE exports SET state = 'PENDING', error = v.error, next_attempt_at = v.next_at, \
                      lease_owner = NULL, lease_expires_at = 0 FROM v WHERE exports.id = v.id");
@@ -1077,6 +1108,9 @@ impl Store for This {
 
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
         let mut tx = self.begin_write(&self.jobs_pool).await?;
+        // The picked rows need no second look at their state: SQLite has one writer, and
+        // Postgres re-checks rows it locks. A condition on state in the UPDATE would also make
+        // SQLite walk every pending job instead of looking up the picked ones by seq.
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
              UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \

@@ -12,6 +12,11 @@
 //! (claims, leases, progress, job ends) commits with `NORMAL`: after a power loss it may roll back,
 //! and the job then simply runs again. Because a FULL commit syncs the whole WAL, every earlier
 //! commit is durable before the sweeper deletes any bytes a commit released (invariant 1).
+//!
+//! The engine's pool is one connection. Its writes are taken in turn anyway, and SQLite drops a
+//! connection's whole page cache whenever another connection has written: with one connection
+//! the engine's own claims and commits leave its cache warm, so its reads and writes find their
+//! pages in memory instead of reading them back from the log.
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -54,7 +59,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&mut first).await?;
         first.close().await?;
         let pool = pool_options(8).connect_with(options.clone()).await?;
-        let jobs_pool = pool_options(4)
+        let jobs_pool = pool_options(1)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await?;
         Ok(Self {
