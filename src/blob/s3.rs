@@ -3,12 +3,14 @@
 use super::{ByteRange, ByteStream, ObjectStore};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use aws_sdk_s3::config::endpoint::{Endpoint, EndpointFuture, Params, ResolveEndpoint};
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
+use aws_smithy_types::endpoint::EndpointAuthScheme;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
@@ -70,9 +72,60 @@ pub fn build_client(endpoint: Option<&str>, region: &str, credentials: Credentia
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     if let Some(endpoint) = endpoint {
-        conf = conf.endpoint_url(endpoint);
+        conf = conf.endpoint_resolver(PathStyle::new(endpoint));
     }
     Client::from_conf(conf.build())
+}
+
+/// Path-style addressing on a fixed endpoint, worked out directly. For endpoints of the form
+/// `scheme://host[:port]` (volumes are normalized to it), the SDK's general rules engine arrives
+/// at the same URL and signing scheme, but runs for every request.
+#[derive(Debug)]
+struct PathStyle {
+    /// The endpoint as configured, for requests without a bucket.
+    endpoint: String,
+    /// The endpoint ending in exactly one `/`, which a bucket name follows.
+    base: String,
+}
+
+/// What S3 leaves unencoded in a bucket name: the unreserved characters of RFC 3986.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl PathStyle {
+    fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            base: format!("{}/", endpoint.trim_end_matches('/')),
+        }
+    }
+
+    fn endpoint(&self, bucket: Option<&str>, region: Option<&str>) -> Endpoint {
+        let url = match bucket {
+            Some(bucket) => {
+                let mut url = self.base.clone();
+                url.extend(percent_encoding::utf8_percent_encode(bucket, UNRESERVED));
+                url
+            }
+            None => self.endpoint.clone(),
+        };
+        let mut auth = EndpointAuthScheme::with_capacity("sigv4", 3)
+            .put("disableDoubleEncoding", true)
+            .put("signingName", "s3".to_string());
+        if let Some(region) = region {
+            auth = auth.put("signingRegion", region.to_string());
+        }
+        Endpoint::builder().url(url).auth_scheme(auth).build()
+    }
+}
+
+impl ResolveEndpoint for PathStyle {
+    fn resolve_endpoint<'a>(&'a self, params: &'a Params) -> EndpointFuture<'a> {
+        EndpointFuture::ready(Ok(self.endpoint(params.bucket(), params.region())))
+    }
 }
 
 pub struct S3Store {
@@ -287,6 +340,36 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn path_style_endpoints_match_the_sdk_rules() {
+        let sdk = aws_sdk_s3::config::endpoint::DefaultResolver::new();
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000/",
+            "https://s3.eu-west-1.amazonaws.com",
+        ] {
+            for bucket in [Some("bucket"), Some("my.bucket-1"), None] {
+                for region in ["us-east-1", "eu-west-2"] {
+                    let mut params = Params::builder()
+                        .region(region)
+                        .force_path_style(true)
+                        .endpoint(endpoint);
+                    if let Some(bucket) = bucket {
+                        params = params.bucket(bucket);
+                    }
+                    let params = params.build().unwrap();
+                    let ours = PathStyle::new(endpoint).resolve_endpoint(&params).await;
+                    let theirs = sdk.resolve_endpoint(&params).await;
+                    assert_eq!(
+                        ours.unwrap(),
+                        theirs.unwrap(),
+                        "{endpoint} {bucket:?} {region}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_platform_urls() {
