@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -131,7 +132,13 @@ pub struct Engine {
 struct Claimed {
     job: ExportRec,
     file: Option<FileRec>,
-    volume: Option<Arc<VolumeRec>>,
+    volume: Option<Arc<ClaimedVolume>>,
+}
+
+/// A volume and its backend, opened once per claim for all of the claim's jobs on it.
+struct ClaimedVolume {
+    rec: VolumeRec,
+    backend: Result<VolumeBackend, ApiError>,
 }
 
 /// While jobs run, the dispatcher waits this long for a quarter of the slots to free up, so
@@ -191,6 +198,7 @@ impl Engine {
     /// expires, and any node (this one, restarted) takes them again.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.workers));
+        let tasks = TaskTracker::new();
         let mut groups: VecDeque<(String, String)> = VecDeque::new();
         let mut refreshed = Instant::now() - Duration::from_secs(60);
         let gather = (self.config.workers / 4).max(1) as u32;
@@ -225,7 +233,7 @@ impl Engine {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                tokio::spawn(self.clone().run_import(job, permit));
+                tasks.spawn(self.clone().run_import(job, permit));
             }
             if claimed.is_empty() && slots.available_permits() == free {
                 tokio::select! {
@@ -240,11 +248,13 @@ impl Engine {
                     break;
                 };
                 self.running.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(self.clone().run_job(job, permit));
+                tasks.spawn(self.clone().run_job(job, permit));
             }
         }
-        let all = self.config.workers as u32;
-        if tokio::time::timeout(self.config.shutdown_grace, slots.acquire_many(all))
+        // A job frees its slot once its end is queued for the commit, but its task lives on
+        // until the end is recorded and logged: wait for the tasks, not the slots.
+        tasks.close();
+        if tokio::time::timeout(self.config.shutdown_grace, tasks.wait())
             .await
             .is_err()
         {
@@ -320,9 +330,12 @@ impl Engine {
             .await?;
         let files: HashMap<String, FileRec> =
             files.into_iter().map(|f| (f.id.clone(), f)).collect();
-        let volumes: HashMap<String, Arc<VolumeRec>> = volumes
+        let volumes: HashMap<String, Arc<ClaimedVolume>> = volumes
             .into_iter()
-            .map(|v| (v.id.clone(), Arc::new(v)))
+            .map(|rec| {
+                let backend = self.state.volume_backend(&rec, None);
+                (rec.id.clone(), Arc::new(ClaimedVolume { rec, backend }))
+            })
             .collect();
         Ok(jobs
             .into_iter()
@@ -366,16 +379,17 @@ impl Engine {
         &self,
         ctx: &JobCtx<'_>,
         file: Option<FileRec>,
-        volume: Option<Arc<VolumeRec>>,
+        volume: Option<Arc<ClaimedVolume>>,
     ) -> Result<(i64, Option<Alias>), JobError> {
         let job = ctx.job;
-        let volume = volume.ok_or_else(|| {
+        let claimed = volume.ok_or_else(|| {
             JobError::Terminal(ApiError::new(404, 9007, "Requested volume does not exist."))
         })?;
-        let backend = self
-            .state
-            .volume_backend(&volume, None)
-            .map_err(JobError::Terminal)?;
+        let backend = claimed
+            .backend
+            .as_ref()
+            .map_err(|e| JobError::Terminal(e.clone()))?;
+        let volume = &claimed.rec;
         if let (Some(upload_id), VolumeBackend::S3 { client, bucket }) = (&job.upload_id, &backend)
         {
             // A previous attempt died mid-upload: its parts must not linger.
@@ -415,7 +429,7 @@ impl Engine {
             )));
         }
         let size = file.size.unwrap_or(0) as u64;
-        match &backend {
+        match backend {
             VolumeBackend::S3 { client, bucket } => {
                 let target = Target {
                     client,
@@ -425,7 +439,7 @@ impl Engine {
                     overwrite: job.overwrite,
                 };
                 let verified = self
-                    .copy_to_s3(ctx, &target, &volume, &file, &blob_id, size)
+                    .copy_to_s3(ctx, &target, volume, &file, &blob_id, size)
                     .await?;
                 if !verified {
                     verify_s3(&target, job, &file, size).await?;

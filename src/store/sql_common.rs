@@ -1108,9 +1108,6 @@ impl Store for This {
 
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
         let mut tx = self.begin_write(&self.jobs_pool).await?;
-        // The picked rows need no second look at their state: SQLite has one writer, and
-        // Postgres re-checks rows it locks. A condition on state in the UPDATE would also make
-        // SQLite walk every pending job instead of looking up the picked ones by seq.
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
              UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
