@@ -1108,11 +1108,12 @@ impl Store for This {
 
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
         let mut tx = self.begin_write(&self.jobs_pool).await?;
+        // As for exports: the picked rows are looked up by seq, with no second look at state.
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
              UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
-             WHERE {RUNNABLE} AND seq IN (SELECT seq FROM picked) \
+             WHERE seq IN (SELECT seq FROM picked) \
              RETURNING {IMPORT_COLUMNS}"
         ))
         .bind(now)
