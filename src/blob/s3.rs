@@ -103,7 +103,7 @@ impl PathStyle {
         }
     }
 
-    fn endpoint(&self, bucket: Option<&str>, region: Option<&str>) -> Endpoint {
+    fn resolve(&self, bucket: Option<&str>, region: Option<&str>) -> Endpoint {
         let url = match bucket {
             Some(bucket) => {
                 let mut url = self.base.clone();
@@ -124,7 +124,7 @@ impl PathStyle {
 
 impl ResolveEndpoint for PathStyle {
     fn resolve_endpoint<'a>(&'a self, params: &'a Params) -> EndpointFuture<'a> {
-        EndpointFuture::ready(Ok(self.endpoint(params.bucket(), params.region())))
+        EndpointFuture::ready(Ok(self.resolve(params.bucket(), params.region())))
     }
 }
 
