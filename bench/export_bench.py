@@ -703,15 +703,16 @@ class EgressSide:
             latencies.append(time.perf_counter() - t0)
         return ids, latencies
 
-    def wait_finished(self, poll: float, timeout: float) -> None:
+    def wait_finished(self, poll: float, timeout: float, since: Optional[float] = None) -> None:
         """Returns once none of the volume's jobs is PENDING or RUNNING.
 
         Each poll is one list call that counts them (its X-Total-Matching-Query), so watching
         10,000 jobs costs Egress one indexed count per poll, not a render of every job. The
-        pause between polls grows with the elapsed time (1% of it, at least `poll`)."""
+        pause between polls grows with the time since `since` (a `time.monotonic()` reading,
+        by default now): 1% of it, at least `poll`."""
         assert self.api is not None
-        started = time.monotonic()
-        deadline = started + timeout
+        started = time.monotonic() if since is None else since
+        deadline = time.monotonic() + timeout
         while (left := self.api.count_exports(self.volume, UNFINISHED)) > 0:
             if time.monotonic() > deadline:
                 raise BenchError(f"{left:,} export job(s) still unfinished after {timeout:.0f}s")
@@ -742,10 +743,11 @@ class EgressSide:
         settle(pause)
         meter = Meter(self.pid).start()
         s3_meter = Meter(self.s3.pid).start()
-        t0 = time.perf_counter()
+        t0, since = time.perf_counter(), time.monotonic()
         ids, latencies = self.submit(items, batch, copy_only)
         submitted = time.perf_counter() - t0
-        self.wait_finished(poll, timeout)
+        # The run is timed from the first submit, so the polls' 1% resolution is of that time.
+        self.wait_finished(poll, timeout, since)
         wall = time.perf_counter() - t0
         cpu, s3_cpu, peak = meter.cpu(), s3_meter.cpu(), meter.peak()
         self.check_completed(ids)
