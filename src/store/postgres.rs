@@ -58,4 +58,7 @@ const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 /// Row locking for a group commit's jobs.
 const ROW_LOCK: &str = " FOR UPDATE";
 
+/// Postgres picks the unfinished-moves index by itself.
+const MOVES_INDEX: &str = "";
+
 include!("sql_common.rs");

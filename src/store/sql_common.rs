@@ -1,9 +1,9 @@
 // The SQL both engines share. `sqlite.rs` and `postgres.rs` each `include!` this file after
 // defining `Db` (the sqlx database), `Conn` (its connection), `This` (their store type, with
 // `pool` and `jobs_pool` fields and the methods `begin_write` and `writer`, through which every
-// write goes), `ENGINE`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK` and `ROW_LOCK`. Placeholders are
-// `$N`, numbered in order of first use, which both engines accept; the few dialect differences
-// live in those two files.
+// write goes), `ENGINE`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK`, `ROW_LOCK` and
+// `MOVES_INDEX`. Placeholders are `$N`, numbered in order of first use, which both engines
+// accept; the few dialect differences live in those two files.
 
 use crate::store::{
     classify, Alias, Blob, ExportRec, FileFilter, FileRec, Finished, Idempotent, ImportBatch, ImportRec, JobEnd,
@@ -845,9 +845,9 @@ impl Store for This {
         if file_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = QueryBuilder::<Db>::new(
-            "SELECT file_id, id FROM exports WHERE NOT copy_only AND state IN ('PENDING', 'RUNNING') AND file_id IN (",
-        );
+        let mut qb = QueryBuilder::<Db>::new(format!(
+            "SELECT file_id, id FROM exports{MOVES_INDEX} WHERE NOT copy_only AND state IN ('PENDING', 'RUNNING') AND file_id IN ("
+        ));
         push_list(&mut qb, file_ids);
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }

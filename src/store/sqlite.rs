@@ -154,4 +154,8 @@ const CLAIM_LOCK: &str = "";
 /// Row locking for the jobs of a group commit; SQLite already serializes writers.
 const ROW_LOCK: &str = "";
 
+/// The unfinished-moves index, named: with a long `IN` list of file ids, SQLite's planner (which
+/// has no statistics) prefers the state index and walks every pending job.
+const MOVES_INDEX: &str = " INDEXED BY exports_unfinished_moves";
+
 include!("sql_common.rs");
