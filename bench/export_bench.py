@@ -708,17 +708,17 @@ class EgressSide:
 
         Each poll is one list call that counts them (its X-Total-Matching-Query), so watching
         10,000 jobs costs Egress one indexed count per poll, not a render of every job. The
-        pause between polls grows with the time since `since` (a `time.monotonic()` reading,
-        by default now): 1% of it, at least `poll`."""
+        pause between polls grows with the time since `since` (a `time.perf_counter()`
+        reading, by default now): 1% of it, at least `poll`."""
         assert self.api is not None
-        started = time.monotonic() if since is None else since
-        deadline = time.monotonic() + timeout
+        started = time.perf_counter() if since is None else since
+        deadline = time.perf_counter() + timeout
         while (left := self.api.count_exports(self.volume, UNFINISHED)) > 0:
-            if time.monotonic() > deadline:
+            if time.perf_counter() > deadline:
                 raise BenchError(f"{left:,} export job(s) still unfinished after {timeout:.0f}s")
             # Resolution relative to the run: at most 1% of the time so far (but never below
             # `poll`), so a long run is not charged for hundreds of status calls.
-            time.sleep(max(poll, 0.01 * (time.monotonic() - started)))
+            time.sleep(max(poll, 0.01 * (time.perf_counter() - started)))
 
     def check_completed(self, ids: list[str]) -> None:
         """Every job must have ended COMPLETED (not timed); raises with the first that did not."""
@@ -743,11 +743,11 @@ class EgressSide:
         settle(pause)
         meter = Meter(self.pid).start()
         s3_meter = Meter(self.s3.pid).start()
-        t0, since = time.perf_counter(), time.monotonic()
+        t0 = time.perf_counter()
         ids, latencies = self.submit(items, batch, copy_only)
         submitted = time.perf_counter() - t0
         # The run is timed from the first submit, so the polls' 1% resolution is of that time.
-        self.wait_finished(poll, timeout, since)
+        self.wait_finished(poll, timeout, t0)
         wall = time.perf_counter() - t0
         cpu, s3_cpu, peak = meter.cpu(), s3_meter.cpu(), meter.peak()
         self.check_completed(ids)

@@ -390,8 +390,7 @@ impl Engine {
             .as_ref()
             .map_err(|e| JobError::Terminal(e.clone()))?;
         let volume = &claimed.rec;
-        if let (Some(upload_id), VolumeBackend::S3 { client, bucket }) = (&job.upload_id, &backend)
-        {
+        if let (Some(upload_id), VolumeBackend::S3 { client, bucket }) = (&job.upload_id, backend) {
             // A previous attempt died mid-upload: its parts must not linger.
             let target = Target {
                 client,
