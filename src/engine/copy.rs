@@ -285,6 +285,16 @@ async fn read_all(mut stream: ByteStream, capacity: usize) -> Result<bytes::Byte
     Ok(buf.freeze())
 }
 
+/// Runs CPU-bound work (hashing a part) on the blocking pool: the background runtime has one
+/// thread, and hashing many MiB on it would hold up every other job meanwhile.
+pub async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| JobError::Retryable(format!("hashing failed: {e}")))
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -313,9 +323,15 @@ pub async fn streamed_upload(
                 .map_err(JobError::platform)?
         };
         let bytes = read_all(stream, size as usize).await?;
-        let mut h = Hasher::new();
-        h.update(&bytes);
-        let sums = h.finish();
+        let sums = off_thread({
+            let bytes = bytes.clone();
+            move || {
+                let mut h = Hasher::new();
+                h.update(&bytes);
+                h.finish()
+            }
+        })
+        .await?;
         if sums.md5 != md5 || sums.size != size {
             return Err(JobError::corrupt());
         }
@@ -354,8 +370,14 @@ pub async fn streamed_upload(
                         if bytes.len() as u64 != r.length() {
                             return Err(JobError::corrupt());
                         }
-                        let crc = crc32c::crc32c(&bytes);
-                        let part_md5 = <md5::Md5 as md5::Digest>::digest(&bytes);
+                        let (crc, part_md5) = off_thread({
+                            let bytes = bytes.clone();
+                            move || {
+                                let md5 = <md5::Md5 as md5::Digest>::digest(&bytes);
+                                (crc32c::crc32c(&bytes), md5)
+                            }
+                        })
+                        .await?;
                         let sent = t
                             .client
                             .upload_part()
