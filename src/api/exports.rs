@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{
     ExportRec, FileRec, Idempotent, Perms, Project, StoreError, User, VolumeRec, PENDING,
 };
-use crate::util::{format_ms, now_ms, random_hex, sha256_hex};
+use crate::util::{format_ms, new_long_id, now_ms, sha256_hex};
 use crate::volume::{self, ServiceKind};
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
@@ -68,7 +68,7 @@ pub fn job_not_found() -> ApiError {
 
 /// An export id in SBG's shape: 32 alphanumeric characters.
 fn new_export_id() -> String {
-    random_hex(16)
+    new_long_id()
 }
 
 /// The Export resource; `result` is the file once the job has completed.

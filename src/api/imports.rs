@@ -11,7 +11,7 @@ use super::wire::{bulk_entry, check_bulk_len, list_page, Body, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ImportRec, User, PENDING};
-use crate::util::{format_ms, now_ms, random_hex};
+use crate::util::{format_ms, new_long_id, now_ms};
 use crate::volume::{self, ServiceKind};
 use axum::extract::{OriginalUri, Path, State};
 use axum::response::Response;
@@ -117,7 +117,7 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
         resolve_destination(state, user, dest.project.as_deref(), dest.parent.as_deref()).await?;
     Ok(ImportRec {
         seq: 0,
-        id: random_hex(16),
+        id: new_long_id(),
         owner: user.username.clone(),
         volume_id: vol.id,
         location: item.source.location,

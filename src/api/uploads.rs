@@ -9,7 +9,7 @@ use super::AppState;
 use crate::blob::{self, Hasher};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Blob, FileFilter, FileRec, Page, StoreError, Upload, User};
-use crate::util::{now_ms, random_hex};
+use crate::util::{new_long_id, now_ms};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -162,7 +162,7 @@ async fn init(
     check_clash(&state, &parent.id, &body.name, overwrite).await?;
     let now = now_ms();
     let upload = Upload {
-        id: random_hex(16),
+        id: new_long_id(),
         owner: user.username.clone(),
         project_id: parent.project_id.clone(),
         parent_id: parent.id.clone(),
@@ -351,7 +351,7 @@ pub async fn commit_file(
     let blob_id = target
         .upload
         .map(str::to_string)
-        .unwrap_or_else(|| random_hex(16));
+        .unwrap_or_else(new_long_id);
     let hasher = Arc::new(Mutex::new(Hasher::new()));
     let seen = hasher.clone();
     let hashed = bytes.inspect(move |chunk| {
