@@ -1021,7 +1021,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--egress-port", type=int, default=0, help="Egress port (0: a free one)")
     g.add_argument("--seed-threads", type=int, default=32, help="threads uploading files into Egress")
     g.add_argument("--part-size", type=parse_size, default="32MiB", help="upload part size for seeding")
-    g.add_argument("--workdir", type=Path, help="where s3s-fs and Egress keep data (default: a temp dir)")
+    g.add_argument("--workdir", type=Path, help="where Egress keeps data and the logs go (default: a temp dir)")
     g.add_argument("--s3-root", type=Path,
                    help="where s3s-fs keeps its objects (default: a temp dir in /dev/shm when it has "
                         f"{TMPFS_NEED_GIB} GiB free, else WORKDIR/s3)")
@@ -1139,6 +1139,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if egress is not None:
             egress.stop()
         s3.stop()
+        if s3_root_is_temp and not args.keep:
+            shutil.rmtree(s3_root, ignore_errors=True)  # it holds memory until removed
 
     verdicts = report(workloads, results, latency, header)
     if args.json:
@@ -1155,13 +1157,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"export_bench: FAILED: {failure}", file=sys.stderr)
         if args.workdir is None and not args.keep:
             print(f"(logs kept in {workdir})", file=sys.stderr)
-        if s3_root_is_temp and not args.keep:
-            shutil.rmtree(s3_root, ignore_errors=True)
         return 1
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    if s3_root_is_temp and not args.keep:
-        shutil.rmtree(s3_root, ignore_errors=True)  # it holds memory until removed
     return 0
 
 
