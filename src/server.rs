@@ -129,6 +129,7 @@ pub async fn start(config: Config) -> Result<Running> {
         platform,
         signer: UrlSigner::new(&key.0),
         limiter: RateLimiter::new(config.rate_limit, config.rate_window.as_secs()),
+        tokens: Default::default(),
         settings: ApiSettings {
             public_url,
             body_limit: config.body_limit,

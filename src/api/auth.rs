@@ -40,13 +40,24 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
 }
 
+async fn user_by_token(state: &AppState, hash: &str) -> anyhow::Result<Option<User>> {
+    if let Some(user) = state.tokens.get(hash) {
+        return Ok(Some(user));
+    }
+    let user = state.store.user_by_token(hash).await?;
+    if let Some(u) = &user {
+        state.tokens.insert(hash, u);
+    }
+    Ok(user)
+}
+
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let user = match token(req.headers()) {
-        Some(t) if !t.is_empty() => match state.store.user_by_token(&token_hash(t)).await {
+        Some(t) if !t.is_empty() => match user_by_token(&state, &token_hash(t)).await {
             Ok(user) => user,
             Err(e) => return ApiError::from(e).into_response(),
         },

@@ -8,6 +8,7 @@ mod imports;
 mod members;
 mod projects;
 mod ratelimit;
+mod token_cache;
 mod transfer;
 mod uploads;
 mod users;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub platform: DynObjectStore,
     pub signer: UrlSigner,
     pub limiter: RateLimiter,
+    /// Users of recently seen tokens.
+    pub tokens: token_cache::TokenCache,
     pub settings: ApiSettings,
     /// Wakes the sweeper after a commit that may have released platform bytes.
     pub sweep: Arc<Notify>,

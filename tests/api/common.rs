@@ -52,6 +52,12 @@ impl TestServer {
 
     async fn user_with(&self, name: &str, is_admin: bool) -> String {
         let token = egress::util::new_token();
+        self.user_with_token(name, &token, is_admin).await;
+        token
+    }
+
+    /// Creates a user whose token is `token`.
+    pub async fn user_with_token(&self, name: &str, token: &str, is_admin: bool) {
         let user = User {
             username: name.into(),
             email: format!("{name}@example.org"),
@@ -61,10 +67,9 @@ impl TestServer {
         self.running
             .state
             .store
-            .create_user(&user, &token_hash(&token))
+            .create_user(&user, &token_hash(token))
             .await
             .unwrap();
-        token
     }
 
     pub async fn call(

@@ -34,6 +34,22 @@ async fn auth_is_required_and_both_header_forms_work() {
 }
 
 #[tokio::test]
+async fn a_new_token_works_at_once_and_each_token_keeps_its_own_user() {
+    let s = TestServer::start().await;
+    let token = egress::util::new_token();
+    assert_error(&s.get(&token, "/v2/user").await, 401, 90001);
+    // Refused a moment ago, but not remembered as unknown.
+    s.user_with_token("cat", &token, false).await;
+    let other = s.user("dan").await;
+    // The second pass is answered from the cache of recently seen tokens.
+    for _ in 0..2 {
+        assert_eq!(s.get(&token, "/v2/user").await.body["username"], "cat");
+        assert_eq!(s.get(&other, "/v2/user").await.body["username"], "dan");
+    }
+    assert_error(&s.get(&format!("{token}x"), "/v2/user").await, 401, 90001);
+}
+
+#[tokio::test]
 async fn tokens_are_stored_only_as_hashes() {
     let s = TestServer::start().await;
     let token = s.user("ann").await;
