@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -771,12 +772,6 @@ def median_result(rounds: list[Result]) -> Result:
     return mid
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-
-
 def paired_rounds(egress: "EgressSide", s3: S3Server, wl: Workload, args: argparse.Namespace) -> list[Result]:
     """W2 in rounds. Sub-second copies of large files vary a lot on a shared 2-core VM, so
     each round times Egress's export and a raw CopyObject of the same bytes back to back,
@@ -825,7 +820,7 @@ def paired_rounds(egress: "EgressSide", s3: S3Server, wl: Workload, args: argpar
     # a round carries little of the machine's drift from one round to the next.
     ratios = [e.wall_s / r.wall_s for e, r in zip(exports, raws)]
     export.notes["round_ratios"] = [round(x, 3) for x in ratios]
-    export.notes["median_round_ratio"] = median(ratios)
+    export.notes["median_round_ratio"] = statistics.median(ratios)
     return [raw, export]
 
 

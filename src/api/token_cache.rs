@@ -1,5 +1,5 @@
-//! Who each recently seen token belongs to, so that a client polling a job's state costs one
-//! database query per call instead of two. Tokens and users are never changed or revoked
+//! Who each recently seen token belongs to, so that a request (a client polling a job's state,
+//! say) costs one database query fewer. Tokens and users are never changed or revoked
 //! through Egress, so an entry cannot go wrong; the time limit bounds how long a token row
 //! deleted by hand keeps working. Unknown tokens are not cached: a token made a moment ago by
 //! `egress admin` (another process) works at once, and guessing cannot fill the cache.
