@@ -7,5 +7,6 @@ mod exports;
 mod files;
 mod imports;
 mod projects;
+mod security;
 mod uploads;
 mod wire;

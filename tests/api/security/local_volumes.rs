@@ -1,0 +1,1 @@
+//! Security tests: local_volumes.
