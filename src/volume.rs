@@ -234,11 +234,38 @@ pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> ApiResult<String
         Some(port) => format!("{}://{host}:{port}", url.scheme()),
         None => format!("{}://{host}", url.scheme()),
     };
+    // The AWS forms are matched label by label: a looser match such as `s3*.amazonaws.com`
+    // also admits hosts whose first label anyone can choose (`s3-x.us-east-1.elb.amazonaws.com`).
+    fn is_region(r: &str) -> bool {
+        let parts: Vec<&str> = r.split('-').collect();
+        let letters = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+        parts.len() >= 3
+            && parts[0].len() == 2
+            && letters(&parts[0])
+            && parts[1..parts.len() - 1].iter().all(letters)
+            && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+            && !parts[parts.len() - 1].is_empty()
+    }
+    fn is_aws_s3_host(host: &str) -> bool {
+        let (rest, china) = match host.strip_suffix(".amazonaws.com") {
+            Some(rest) => (rest, false),
+            None => match host.strip_suffix(".amazonaws.com.cn") {
+                Some(rest) => (rest, true),
+                None => return false,
+            },
+        };
+        match rest.split('.').collect::<Vec<_>>().as_slice() {
+            ["s3"] | ["s3-external-1"] => !china,
+            ["s3", region]
+            | ["s3", "dualstack", region]
+            | ["s3-fips", region]
+            | ["s3-fips", "dualstack", region] => is_region(region),
+            [legacy] => legacy.strip_prefix("s3-").is_some_and(is_region),
+            _ => false,
+        }
+    }
     let allowed = if policy.allow_endpoints.is_empty() {
-        url.scheme() == "https"
-            && host.starts_with("s3")
-            && host.ends_with(".amazonaws.com")
-            && url.port().is_none()
+        url.scheme() == "https" && url.port().is_none() && is_aws_s3_host(host)
     } else {
         policy.allow_endpoints.iter().any(|prefix| {
             let prefix = prefix.trim_end_matches('/');
@@ -545,15 +572,50 @@ mod tests {
             check_endpoint("s3.amazonaws.com", &aws).unwrap(),
             "https://s3.amazonaws.com"
         );
-        assert!(check_endpoint("https://s3.eu-west-1.amazonaws.com", &aws).is_ok());
+        for good in [
+            "https://s3.eu-west-1.amazonaws.com",
+            "s3.us-gov-west-1.amazonaws.com",
+            "https://s3-us-west-2.amazonaws.com",
+            "https://s3-external-1.amazonaws.com",
+            "https://s3.dualstack.ap-southeast-2.amazonaws.com",
+            "https://s3-fips.us-east-1.amazonaws.com",
+            "https://s3-fips.dualstack.us-gov-east-1.amazonaws.com",
+            "https://s3.cn-north-1.amazonaws.com.cn",
+            "https://s3.dualstack.cn-northwest-1.amazonaws.com.cn",
+            "https://S3.US-EAST-1.AMAZONAWS.COM",
+        ] {
+            assert!(check_endpoint(good, &aws).is_ok(), "{good}");
+        }
         for bad in [
             "http://s3.amazonaws.com",
+            "https://s3.amazonaws.com:8443",
             "https://169.254.169.254",
             "http://127.0.0.1:5000",
             "https://evil.com/s3.amazonaws.com",
             "https://s3.amazonaws.com.evil.com",
+            // ELB names: the first label is chosen by whoever creates the load balancer.
+            "https://s3-attacker-1234567890.us-east-1.elb.amazonaws.com",
+            "https://s3.us-east-1.elb.amazonaws.com",
+            "https://s3attacker.amazonaws.com",
+            "https://s3-attacker.amazonaws.com",
+            "https://s3-.amazonaws.com",
+            "https://s3..amazonaws.com",
+            "https://s3.amazonaws.com.",
+            "https://s3.evil.amazonaws.com",
+            "https://s3.us-east-.amazonaws.com",
+            "https://s3.us-east-1x.amazonaws.com",
+            "https://s3.u-east-1.amazonaws.com",
+            "https://s3.dualstack.amazonaws.com",
+            "https://s3-fips.amazonaws.com",
+            "https://s3.website-us-east-1.amazonaws.com",
+            "https://bucket.s3.us-east-1.amazonaws.com",
+            "https://s3.us-east-1.amazonaws.com.cn.evil.com",
+            "https://s3.amazonaws.com.cn",
+            "https://ec2.us-east-1.amazonaws.com",
+            "https://amazonaws.com",
         ] {
-            assert!(check_endpoint(bad, &aws).is_err(), "{bad}");
+            let err = check_endpoint(bad, &aws).unwrap_err();
+            assert_eq!((err.status, err.code), (400, 9017), "{bad}");
         }
         let local = VolumePolicy {
             allow_endpoints: vec!["http://127.0.0.1:5000".into()],
