@@ -54,7 +54,7 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
     for (name, text) in SAMPLES {
         store_bytes(state, &root, name, text.as_bytes().to_vec()).await?;
     }
-    let folder = data_dir.join("demo-volume");
+    let folder = volume_folder(&std::fs::canonicalize(data_dir)?);
     std::fs::create_dir_all(&folder)?;
     let id = format!("{DEMO_USER}/{DEMO_VOLUME}");
     let now = now_ms();
@@ -81,6 +81,16 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
     };
     state.store.create_volume(&volume).await?;
     Ok(())
+}
+
+/// The demo volume's folder: beside the data dir, never inside it (no local volume may overlap
+/// the server's own files).
+pub fn volume_folder(data_dir: &Path) -> std::path::PathBuf {
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "egress-data".into());
+    data_dir.with_file_name(format!("{name}-demo-volume"))
 }
 
 /// The welcome text with three commands to try: who am I, list the project, and export a
@@ -118,6 +128,6 @@ pub async fn welcome(state: &AppState, data_dir: &Path) -> Result<String> {
          \x20 curl -s {auth} '{base}/v2/files?project={DEMO_USER}/demo-project'\n\
          \x20 curl -s {auth} -X POST -H 'Content-Type: application/json' '{base}/v2/storage/exports?copy_only=true' \\\n\
          \x20      -d '{{\"source\": {{\"file\": \"{file}\"}}, \"destination\": {{\"volume\": \"{DEMO_USER}/{DEMO_VOLUME}\", \"location\": \"exports/sample.vcf\"}}, \"overwrite\": true}}'\n",
-        data_dir.join("demo-volume").display()
+        volume_folder(&std::fs::canonicalize(data_dir)?).display()
     ))
 }

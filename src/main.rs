@@ -98,9 +98,14 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allow_endpoints: Vec<String>,
-    /// Allow volumes of type `local` (a folder on this server).
-    #[arg(long, env = "EGRESS_ALLOW_LOCAL_VOLUMES")]
-    allow_local_volumes: bool,
+    /// A folder volumes of type `local` may live in (repeatable); only platform administrators
+    /// create them. None: local volumes are off.
+    #[arg(
+        long = "local-volume-root",
+        env = "EGRESS_LOCAL_VOLUME_ROOTS",
+        value_delimiter = ','
+    )]
+    local_volume_roots: Vec<PathBuf>,
     /// Export jobs this process runs at once.
     #[arg(long, env = "EGRESS_WORKERS", default_value_t = 16)]
     workers: usize,
@@ -240,8 +245,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .into_iter()
             .filter(|e| !e.is_empty())
             .collect(),
-        // The demo exports to a local volume, so no cloud is needed to try it.
-        allow_local: args.allow_local_volumes || args.demo,
+        local_roots: args.local_volume_roots,
+        // Filled in by the server once its folders exist.
+        reserved: Vec::new(),
     };
     let running = server::start(config).await?;
     tracing::info!(addr = %running.addr, engine = running.state.store.engine(), "egress is serving");

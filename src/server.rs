@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let platform = blob::open_platform(&platform_spec)
         .await
         .context("opening platform storage")?;
+    let volume_policy = local_volume_policy(&config, &platform_spec)?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -140,7 +141,7 @@ pub async fn start(config: Config) -> Result<Running> {
         sweep: Arc::new(Notify::new()),
         jobs: Arc::new(Notify::new()),
         secrets: crate::secret_box::SecretBox::new(&key.0),
-        volume_policy: config.volume_policy.clone(),
+        volume_policy,
         volume_clients: Default::default(),
     });
     if config.demo {
@@ -182,6 +183,52 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown,
         _background: background,
     })
+}
+
+/// The volume policy with its folders resolved: the declared local-volume roots (plus the demo's
+/// folder under `--demo`) and the server's own folders, which no local volume may overlap.
+fn local_volume_policy(
+    config: &Config,
+    platform_spec: &str,
+) -> Result<crate::volume::VolumePolicy> {
+    let resolve = |path: &std::path::Path| {
+        std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))
+    };
+    let mut policy = config.volume_policy.clone();
+    let mut declared = std::mem::take(&mut policy.local_roots);
+    if config.demo {
+        let folder = crate::demo::volume_folder(&resolve(&config.data_dir)?);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        declared.push(folder);
+    }
+    policy.reserved = vec![resolve(&config.data_dir)?];
+    if !platform_spec.starts_with("s3://") {
+        let platform = platform_spec
+            .strip_prefix("file://")
+            .unwrap_or(platform_spec);
+        policy
+            .reserved
+            .push(resolve(std::path::Path::new(platform))?);
+    }
+    if let Some(key_file) = &config.secret_key_file {
+        policy.reserved.push(resolve(key_file)?);
+    }
+    for root in declared {
+        let root = resolve(&root)?;
+        if policy
+            .reserved
+            .iter()
+            .any(|own| root.starts_with(own) || own.starts_with(&root))
+        {
+            anyhow::bail!(
+                "--local-volume-root {} overlaps the server's own files (data dir, platform storage or key)",
+                root.display()
+            );
+        }
+        policy.local_roots.push(root);
+    }
+    Ok(policy)
 }
 
 /// Checkpoints the store every second, so that commits on the request path rarely have to.

@@ -4,6 +4,7 @@
 use crate::error::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
 
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_ENDPOINT: &str = "https://s3.amazonaws.com";
@@ -66,7 +67,36 @@ pub struct NewVolume {
 pub struct VolumePolicy {
     /// URL prefixes of S3 endpoints users may connect; empty means only AWS S3 over https.
     pub allow_endpoints: Vec<String>,
-    pub allow_local: bool,
+    /// Folders local volumes may live in (`--local-volume-root`), resolved; none turns local
+    /// volumes off.
+    pub local_roots: Vec<PathBuf>,
+    /// The server's own folders (data dir, platform storage), resolved: no local volume may
+    /// overlap one.
+    pub reserved: Vec<PathBuf>,
+}
+
+impl VolumePolicy {
+    /// Why a resolved local volume root may not be used, if it may not.
+    pub fn refuse_local_root(&self, root: &Path) -> Option<&'static str> {
+        if self.local_roots.is_empty() {
+            return Some("local volumes are disabled on this server (--local-volume-root)");
+        }
+        if !self
+            .local_roots
+            .iter()
+            .any(|declared| root.starts_with(declared))
+        {
+            return Some("root must lie inside a folder declared with --local-volume-root");
+        }
+        if self
+            .reserved
+            .iter()
+            .any(|own| root.starts_with(own) || own.starts_with(root))
+        {
+            return Some("root overlaps the server's own files");
+        }
+        None
+    }
 }
 
 const CANNED_ACLS: &[&str] = &[
@@ -388,11 +418,8 @@ pub fn parse_service(
             key
         }
         ServiceKind::Local => {
-            if !policy.allow_local {
-                return Err(invalid_service(
-                    "local volumes are disabled on this server (--allow-local-volumes)",
-                ));
-            }
+            // Only the syntax here; the API resolves the folder and checks it against the
+            // policy, and so does every later use.
             let root = required(obj, "root")?;
             if !root.starts_with('/') || root.split('/').any(|s| s == "..") {
                 return Err(invalid_service(
@@ -619,7 +646,7 @@ mod tests {
         }
         let local = VolumePolicy {
             allow_endpoints: vec!["http://127.0.0.1:5000".into()],
-            allow_local: false,
+            ..Default::default()
         };
         assert_eq!(
             check_endpoint("http://127.0.0.1:5000/", &local).unwrap(),
@@ -653,7 +680,7 @@ mod tests {
     fn services() {
         let policy = VolumePolicy {
             allow_endpoints: vec!["http://127.0.0.1:5000".into()],
-            allow_local: false,
+            ..Default::default()
         };
         let s3 = json!({"type": "S3", "bucket": "b", "endpoint": "http://127.0.0.1:5000", "credentials": {"access_key_id": "AK", "secret_access_key": "SK"}});
         let (svc, secret) = parse_service(Some(&s3), "RW", &policy).unwrap();
@@ -682,15 +709,44 @@ mod tests {
             9017
         );
         assert_eq!(parse_service(None, "RO", &policy).unwrap_err().code, 9016);
-        assert_eq!(
-            parse_service(
-                Some(&json!({"type": "local", "root": "/tmp"})),
-                "RW",
-                &policy
-            )
-            .unwrap_err()
-            .code,
-            9017
+        for bad_root in ["tmp", "/tmp/../etc", ""] {
+            let body = json!({"type": "local", "root": bad_root});
+            assert_eq!(
+                parse_service(Some(&body), "RW", &policy).unwrap_err().code,
+                9017,
+                "{bad_root}"
+            );
+        }
+    }
+
+    #[test]
+    fn local_roots() {
+        let off = VolumePolicy::default();
+        assert!(off.refuse_local_root(Path::new("/srv/vols/a")).is_some());
+        let policy = VolumePolicy {
+            local_roots: vec!["/srv/vols".into()],
+            reserved: vec!["/srv/vols/egress-data".into()],
+            ..Default::default()
+        };
+        assert_eq!(policy.refuse_local_root(Path::new("/srv/vols/a")), None);
+        for bad in [
+            "/srv/vols",
+            "/srv/volsx",
+            "/srv",
+            "/etc",
+            "/srv/vols/egress-data",
+            "/srv/vols/egress-data/platform",
+        ] {
+            assert!(policy.refuse_local_root(Path::new(bad)).is_some(), "{bad}");
+        }
+        let over_data = VolumePolicy {
+            local_roots: vec!["/".into()],
+            reserved: vec!["/var/lib/egress".into()],
+            ..Default::default()
+        };
+        assert!(
+            over_data.refuse_local_root(Path::new("/var")).is_some(),
+            "a root holding the data dir overlaps it"
         );
     }
 }

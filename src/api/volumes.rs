@@ -149,13 +149,16 @@ impl AppState {
                 &unsealed
             }
         };
-        self.volume_clients.backend(v, secret).ok_or_else(|| {
-            ApiError::new(
-                400,
-                9017,
-                "GCS volumes are stored but cannot be reached from this server.",
-            )
-        })
+        self.volume_clients
+            .backend(v, secret, &self.volume_policy)
+            .map_err(|why| match v.service.kind {
+                ServiceKind::Local => ApiError::new(
+                    403,
+                    9103,
+                    format!("Location on volume is not accessible as configured: {why}."),
+                ),
+                _ => ApiError::new(400, 9017, format!("{why}.")),
+            })
     }
 }
 
@@ -164,7 +167,10 @@ async fn create(
     AuthUser(user): AuthUser,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Value>> {
-    let spec = volume::parse_new_volume(&object(body)?, &state.volume_policy)?;
+    let mut spec = volume::parse_new_volume(&object(body)?, &state.volume_policy)?;
+    if spec.service.kind == ServiceKind::Local {
+        spec.service.root = local_volume_root(&state, &user, &spec.service.root)?;
+    }
     let id = format!("{}/{}", user.username, spec.name);
     let duplicate = || ApiError::new(409, 9010, "Requested volume name already exists.");
     if state.store.get_volume(&id).await?.is_some() {
@@ -196,6 +202,21 @@ async fn create(
             e => e.into(),
         })?;
     Ok(Json(render(&state, &record)))
+}
+
+/// A local volume is a folder on the server: only a platform administrator may make one, and only
+/// inside a folder the operator declared. The root is stored resolved.
+fn local_volume_root(state: &AppState, user: &User, root: &str) -> ApiResult<String> {
+    if !user.is_admin {
+        return Err(ApiError::new(
+            403,
+            9020,
+            "Only platform administrators may create local volumes.",
+        ));
+    }
+    let root = crate::blob::local_root::resolve(root, &state.volume_policy)
+        .map_err(|why| ApiError::new(400, 9017, format!("The service object is invalid: {why}")))?;
+    Ok(root.path().display().to_string())
 }
 
 async fn list(

@@ -2,6 +2,7 @@
 
 mod checksum;
 mod local;
+pub mod local_root;
 mod s3;
 pub mod volume;
 

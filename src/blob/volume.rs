@@ -1,9 +1,10 @@
 //! Volume backends: the user's S3 bucket (any S3-compatible endpoint), or a local folder.
 //! Keys here are full object keys (prefix included); callers build them with `volume::object_key`.
 
+use super::local_root::{self, Entry, LocalRoot};
 use super::s3::build_client;
 use crate::store::VolumeRec;
-use crate::volume::{Service, ServiceKind};
+use crate::volume::{Service, ServiceKind, VolumePolicy};
 use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
@@ -11,7 +12,6 @@ use aws_sdk_s3::Client;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
 /// A failed call to a volume, classified so callers can decide: retry, or tell the user.
@@ -92,10 +92,13 @@ pub fn classify<E: ProvideErrorMetadata>(
     }
 }
 
-fn io_error(e: std::io::Error) -> VolumeError {
+pub fn io_error(e: std::io::Error) -> VolumeError {
     let code = match e.kind() {
+        _ if local_root::is_escape(&e) => "OutsideRoot",
         std::io::ErrorKind::NotFound => "NoSuchKey",
         std::io::ErrorKind::PermissionDenied => "AccessDenied",
+        std::io::ErrorKind::Unsupported => "NotARegularFile",
+        std::io::ErrorKind::InvalidInput => "InvalidKey",
         _ => "IoError",
     };
     VolumeError {
@@ -177,7 +180,17 @@ pub struct Listing {
 
 pub enum VolumeBackend {
     S3 { client: Client, bucket: String },
-    Local { root: PathBuf },
+    Local { root: LocalRoot },
+}
+
+/// Runs a local volume's file-system call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, VolumeError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(io_error),
+        Err(e) => Err(io_error(std::io::Error::other(e))),
+    }
 }
 
 /// Per-volume S3 clients, built once and reused until the endpoint, region or credentials change.
@@ -187,14 +200,29 @@ pub struct VolumeClients {
 }
 
 impl VolumeClients {
-    pub fn backend(&self, volume: &VolumeRec, secret: &str) -> Option<VolumeBackend> {
+    /// The backend of a volume, or why it cannot be reached. A local volume's root is checked
+    /// against the policy at every use, not only when the volume was made.
+    pub fn backend(
+        &self,
+        volume: &VolumeRec,
+        secret: &str,
+        policy: &VolumePolicy,
+    ) -> Result<VolumeBackend, &'static str> {
         let service = &volume.service;
         match service.kind {
-            ServiceKind::Gcs => None,
-            ServiceKind::Local => Some(VolumeBackend::Local {
-                root: PathBuf::from(&service.root),
-            }),
-            ServiceKind::S3 => Some(VolumeBackend::S3 {
+            ServiceKind::Gcs => {
+                Err("GCS volumes are stored but cannot be reached from this server")
+            }
+            ServiceKind::Local => match local_root::resolve(&service.root, policy) {
+                // Resolving again must land on the same folder: a symlink planted on the way
+                // since the volume was made does not move it.
+                Ok(root) if root.path() == std::path::Path::new(&service.root) => {
+                    Ok(VolumeBackend::Local { root })
+                }
+                Ok(_) => Err("the local volume's folder has moved; it is no longer served"),
+                Err(why) => Err(why),
+            },
+            ServiceKind::S3 => Ok(VolumeBackend::S3 {
                 client: self.client(&volume.id, service, secret),
                 bucket: service.bucket.clone(),
             }),
@@ -232,19 +260,6 @@ impl VolumeClients {
     }
 }
 
-/// Maps a key under a local volume's root; keys never climb out of it.
-pub(crate) fn local_path(root: &Path, key: &str) -> Result<PathBuf, VolumeError> {
-    let rel = Path::new(key);
-    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(VolumeError {
-            code: "InvalidKey".into(),
-            status: None,
-            retryable: false,
-        });
-    }
-    Ok(root.join(rel))
-}
-
 impl VolumeBackend {
     /// Can we list under `prefix`? (Read access, and the bucket exists.)
     pub async fn probe_read(&self, prefix: &str) -> Result<(), VolumeError> {
@@ -261,7 +276,8 @@ impl VolumeBackend {
                 Ok(())
             }
             VolumeBackend::Local { root } => {
-                tokio::fs::create_dir_all(root).await.map_err(io_error)
+                let root = root.clone();
+                blocking(move || root.check()).await
             }
         }
     }
@@ -302,13 +318,15 @@ impl VolumeBackend {
                 Ok(())
             }
             VolumeBackend::Local { root } => {
-                let path = local_path(root, &key)?;
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
-                }
-                tokio::fs::write(&path, b"egress").await.map_err(io_error)?;
-                let _ = tokio::fs::remove_file(&path).await;
-                Ok(())
+                let root = root.clone();
+                blocking(move || {
+                    use std::io::Write;
+                    let (mut file, probe) = root.create_temp(&key)?;
+                    let written = file.write_all(b"egress");
+                    probe.discard();
+                    written
+                })
+                .await
             }
         }
     }
@@ -376,29 +394,31 @@ impl VolumeBackend {
                 Ok((objects, out.is_truncated() == Some(true)))
             }
             VolumeBackend::Local { root } => {
-                let mut keys = Vec::new();
-                let mut stack = vec![root.clone()];
-                while let Some(dir) = stack.pop() {
-                    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-                        continue;
-                    };
-                    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
-                        let meta = entry.metadata().await.map_err(io_error)?;
-                        let path = entry.path();
-                        if meta.is_dir() {
-                            stack.push(path);
-                        } else if let Ok(rel) = path.strip_prefix(root) {
-                            let key = rel.to_string_lossy().to_string();
-                            let name = entry.file_name().to_string_lossy().to_string();
-                            if key.starts_with(prefix)
-                                && !name.starts_with(".egress-")
-                                && start_after.is_none_or(|s| key.as_str() > s)
-                            {
-                                keys.push(ObjectInfo::new(key, meta.len() as i64));
+                let (root, prefix) = (root.clone(), prefix.to_string());
+                let start_after = start_after.map(str::to_string);
+                let mut keys = blocking(move || {
+                    let mut keys = Vec::new();
+                    let mut stack = vec![String::new()];
+                    while let Some(dir) = stack.pop() {
+                        for (name, entry) in root.read_dir(&dir)?.unwrap_or_default() {
+                            let key = crate::volume::object_key(&dir, &name);
+                            match entry {
+                                Entry::Folder => stack.push(key),
+                                Entry::File { .. } if name.starts_with(".egress-") => {}
+                                Entry::File { .. }
+                                    if !key.starts_with(&prefix)
+                                        || start_after.as_ref().is_some_and(|s| &key <= s) => {}
+                                Entry::File { size, modified_ms } => {
+                                    let mut info = ObjectInfo::new(key, size as i64);
+                                    info.last_modified = modified_ms;
+                                    keys.push(info);
+                                }
                             }
                         }
                     }
-                }
+                    Ok(keys)
+                })
+                .await?;
                 keys.sort_by(|a, b| a.key.cmp(&b.key));
                 let more = keys.len() > limit as usize;
                 keys.truncate(limit as usize);
@@ -450,9 +470,8 @@ impl VolumeBackend {
                 retryable: false,
             });
         };
-        let mut file = tokio::fs::File::open(local_path(root, key)?)
-            .await
-            .map_err(io_error)?;
+        let (root, key) = (root.clone(), key.to_string());
+        let mut file = tokio::fs::File::from_std(blocking(move || root.open_file(&key)).await?);
         Ok(match range {
             None => Box::pin(tokio_util::io::ReaderStream::new(file)),
             Some(r) => {
@@ -494,19 +513,14 @@ impl VolumeBackend {
                 }
             }
             VolumeBackend::Local { root } => {
-                match tokio::fs::metadata(local_path(root, key)?).await {
-                    Ok(m) if m.is_file() => {
-                        let mut info = ObjectInfo::new(key.to_string(), m.len() as i64);
-                        info.last_modified = m
-                            .modified()
-                            .ok()
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| d.as_millis() as i64);
+                let (root, owned_key) = (root.clone(), key.to_string());
+                match blocking(move || root.stat(&owned_key)).await? {
+                    Some(Entry::File { size, modified_ms }) => {
+                        let mut info = ObjectInfo::new(key.to_string(), size as i64);
+                        info.last_modified = modified_ms;
                         Ok(Some(info))
                     }
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(io_error(e)),
+                    Some(Entry::Folder) | None => Ok(None),
                 }
             }
         }
@@ -515,43 +529,32 @@ impl VolumeBackend {
 
 /// A delimited listing of a local folder, in key order, paged by the last key returned.
 async fn list_local(
-    root: &Path,
+    root: &LocalRoot,
     prefix: &str,
     token: Option<&str>,
     limit: usize,
 ) -> Result<Listing, VolumeError> {
     let (dir_key, name_prefix) = match prefix.rfind('/') {
-        Some(i) => (&prefix[..i], &prefix[i + 1..]),
-        None => ("", prefix),
+        Some(i) => (prefix[..i].to_string(), prefix[i + 1..].to_string()),
+        None => (String::new(), prefix.to_string()),
     };
-    let dir = if dir_key.is_empty() {
-        root.to_path_buf()
-    } else {
-        local_path(root, dir_key)?
-    };
-    let mut entries = match tokio::fs::read_dir(&dir).await {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
-        Err(e) => return Err(io_error(e)),
+    let entries = {
+        let (root, dir_key) = (root.clone(), dir_key.clone());
+        blocking(move || root.read_dir(&dir_key)).await?
     };
     let mut found: Vec<(String, Option<ObjectInfo>)> = Vec::new();
-    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.starts_with(name_prefix) || name.starts_with(".egress-") {
+    for (name, entry) in entries.unwrap_or_default() {
+        if !name.starts_with(&name_prefix) || name.starts_with(".egress-") {
             continue;
         }
-        let key = crate::volume::object_key(dir_key, &name);
-        let meta = entry.metadata().await.map_err(io_error)?;
-        if meta.is_dir() {
-            found.push((format!("{key}/"), None));
-        } else {
-            let mut info = ObjectInfo::new(key.clone(), meta.len() as i64);
-            info.last_modified = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64);
-            found.push((key, Some(info)));
+        let key = crate::volume::object_key(&dir_key, &name);
+        match entry {
+            Entry::Folder => found.push((format!("{key}/"), None)),
+            Entry::File { size, modified_ms } => {
+                let mut info = ObjectInfo::new(key.clone(), size as i64);
+                info.last_modified = modified_ms;
+                found.push((key, Some(info)));
+            }
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));

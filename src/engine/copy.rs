@@ -4,7 +4,8 @@
 //! by the store itself with `If-None-Match: *`.
 
 use super::{JobCtx, JobError};
-use crate::blob::volume::{classify, local_path};
+use crate::blob::local_root::LocalRoot;
+use crate::blob::volume::classify;
 use crate::blob::{ByteRange, ByteStream, Hasher};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -18,7 +19,6 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
-use std::path::Path;
 
 /// User metadata key of the stamp (`x-amz-meta-egress-export-id`).
 pub const STAMP: &str = "egress-export-id";
@@ -423,7 +423,7 @@ pub async fn streamed_upload(
 /// existing name, for `overwrite=false`) or a rename (which replaces it).
 pub async fn write_local(
     ctx: &JobCtx<'_>,
-    root: &Path,
+    root: &LocalRoot,
     key: &str,
     blob_key: &str,
     size: u64,
@@ -431,17 +431,14 @@ pub async fn write_local(
     overwrite: bool,
 ) -> Result<(), JobError> {
     use tokio::io::AsyncWriteExt;
-    let path = local_path(root, key).map_err(|e| JobError::from_s3(&e))?;
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.to_path_buf());
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(JobError::io)?;
-    let tmp = dir.join(format!(".egress-tmp-{}", crate::util::random_hex(8)));
-    let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(JobError::io)?;
+    let (file, temp) = {
+        let (root, key) = (root.clone(), key.to_string());
+        off_thread(move || root.create_temp(&key))
+            .await?
+            .map_err(JobError::local)?
+    };
+    let written = async {
+        let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Hasher::new();
         if size > 0 {
             let mut stream = ctx
@@ -451,28 +448,53 @@ pub async fn write_local(
                 .await
                 .map_err(JobError::platform)?;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(JobError::io)?;
+                let chunk = chunk.map_err(JobError::local)?;
                 hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(JobError::io)?;
+                file.write_all(&chunk).await.map_err(JobError::local)?;
             }
         }
-        file.sync_all().await.map_err(JobError::io)?;
+        file.sync_all().await.map_err(JobError::local)?;
         if hasher.finish().md5 != md5 {
             return Err(JobError::corrupt());
         }
-        if overwrite {
-            tokio::fs::rename(&tmp, &path).await.map_err(JobError::io)
-        } else {
-            match tokio::fs::hard_link(&tmp, &path).await {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(JobError::Exists),
-                other => other.map_err(JobError::io),
-            }
-        }
+        Ok(())
     }
     .await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    result?;
+    match written {
+        Ok(()) => match off_thread(move || temp.publish(overwrite)).await? {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(JobError::Exists),
+            other => other.map_err(JobError::local),
+        },
+        Err(e) => {
+            let _ = off_thread(move || temp.discard()).await;
+            Err(e)
+        }
+    }?;
     ctx.add_progress(size).await
+}
+
+/// Does the local object at `key` hold exactly these bytes? Sizes are compared first, and the
+/// file is hashed as a stream, so an object of any size costs a fixed amount of memory.
+pub async fn local_matches(root: &LocalRoot, key: &str, size: u64, md5: &str) -> bool {
+    let (root, key, md5) = (root.clone(), key.to_string(), md5.to_string());
+    // Reading and hashing in one blocking task: one hop off the background thread, not two.
+    let same = off_thread(move || -> std::io::Result<bool> {
+        use std::io::Read;
+        let mut file = root.open_file(&key)?;
+        if file.metadata()?.len() != size {
+            return Ok(false);
+        }
+        let mut hasher = <md5::Md5 as md5::Digest>::new();
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            match file.read(&mut buf)? {
+                0 => break,
+                n => md5::Digest::update(&mut hasher, &buf[..n]),
+            }
+        }
+        Ok(hex::encode(md5::Digest::finalize(hasher)) == md5)
+    });
+    matches!(same.await, Ok(Ok(true)))
 }
 
 #[cfg(test)]

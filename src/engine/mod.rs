@@ -103,8 +103,14 @@ impl JobError {
         JobError::Retryable(format!("reading platform storage: {e:#}"))
     }
 
-    fn io(e: std::io::Error) -> Self {
-        JobError::Retryable(format!("local volume: {e}"))
+    /// A local volume's file-system error: refused paths and special files are the user's to
+    /// fix; anything else may pass.
+    fn local(e: std::io::Error) -> Self {
+        let failure = crate::blob::volume::io_error(e);
+        match failure.code.as_str() {
+            "IoError" | "NoSuchKey" => JobError::Retryable(format!("local volume: {failure}")),
+            _ => JobError::from_s3(&failure),
+        }
     }
 
     fn corrupt() -> Self {
@@ -458,7 +464,8 @@ impl Engine {
                 .await
                 {
                     // The same bytes are already there: a retry of ours (or a twin); done.
-                    Err(JobError::Exists) if local_matches(root, &job.object_key, &md5).await => {}
+                    Err(JobError::Exists)
+                        if copy::local_matches(root, &job.object_key, size, &md5).await => {}
                     Err(JobError::Exists) => return Err(exists_error()),
                     other => other?,
                 }
@@ -700,20 +707,6 @@ async fn verify_s3(
         return Err(bad("its checksum differs from the file's"));
     }
     Ok(())
-}
-
-async fn local_matches(root: &std::path::Path, key: &str, md5: &str) -> bool {
-    let Ok(path) = crate::blob::volume::local_path(root, key) else {
-        return false;
-    };
-    let md5 = md5.to_string();
-    // Reading and hashing in one blocking task: one hop off the background thread, not two.
-    copy::off_thread(move || {
-        std::fs::read(&path)
-            .is_ok_and(|bytes| hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes)) == md5)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 fn hostname() -> String {

@@ -26,6 +26,13 @@ pub enum StoreError {
     /// Something still refers to the row (aliases pointing into a volume).
     #[error("still in use")]
     InUse,
+    /// The folder a file is to go into does not exist (any more), is not a folder, or
+    /// belongs to another project.
+    #[error("no such parent folder")]
+    NoParent,
+    /// A folder would go inside itself or one of its own sub-folders.
+    #[error("a folder cannot go inside itself")]
+    IntoItself,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -39,6 +46,12 @@ impl From<StoreError> for crate::error::ApiError {
                 Self::new(400, 5021, "Deleting non-empty folders is not supported.")
             }
             StoreError::InUse => Self::conflict("The resource is still in use."),
+            StoreError::NoParent => Self::new(404, 5026, "Destination folder not found."),
+            StoreError::IntoItself => Self::new(
+                400,
+                5033,
+                "A folder cannot be moved into itself or into one of its own sub-folders.",
+            ),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -456,7 +469,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<FileRec>, i64)>;
     /// Inserts a folder, or a file sharing an existing blob (a copy). `Conflict` on a name clash.
     async fn create_file(&self, file: &FileRec) -> Result<(), StoreError>;
-    /// Saves name, metadata and tags. `Conflict` on a name clash.
+    /// Saves name, parent, metadata and tags. A new parent must be a folder of the same
+    /// project (`NoParent`) and, for a folder, outside its own subtree (`IntoItself`).
+    /// `Conflict` on a name clash.
     async fn update_file(&self, file: &FileRec) -> Result<(), StoreError>;
     /// Deletes a file or an empty folder and drops its blob reference, in one transaction.
     async fn delete_file(&self, id: &str) -> Result<(), StoreError>;

@@ -1,8 +1,8 @@
 // The SQL both engines share. `sqlite.rs` and `postgres.rs` each `include!` this file after
 // defining `Db` (the sqlx database), `Conn` (its connection), `This` (their store type, with
 // `pool` and `jobs_pool` fields and the methods `begin_write` and `writer`, through which every
-// write goes), `ENGINE`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK`, `ROW_LOCK` and
-// `MOVES_INDEX`. Placeholders are `$N`, numbered in order of first use, which both engines
+// write goes), `ENGINE`, `checkpoint`, `push_has_tag`, `CLAIM_LOCK`, `ROW_LOCK`, `PARENT_LOCK`
+// and `MOVES_INDEX`. Placeholders are `$N`, numbered in order of first use, which both engines
 // accept; the few dialect differences live in those two files.
 
 use crate::store::{
@@ -89,6 +89,47 @@ async fn insert_file(
     .await
     .map_err(classify)?;
     Ok(())
+}
+
+/// Checks that `parent` is a folder of `project_id`: a file may only be committed into a folder
+/// that exists. On Postgres the row stays share-locked until the transaction ends, so the
+/// folder cannot be deleted meanwhile (`remove_file` locks it before looking for children);
+/// SQLite has one writer.
+async fn check_parent(tx: &mut Conn, project_id: &str, parent: &str) -> Result<(), StoreError> {
+    let row: Option<(String, bool)> =
+        sqlx::query_as(&format!("SELECT project_id, is_folder FROM files WHERE id = $1{PARENT_LOCK}"))
+            .bind(parent)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match row {
+        Some((project, true)) if project == project_id => Ok(()),
+        _ => Err(StoreError::NoParent),
+    }
+}
+
+/// Refuses to put `folder` under `parent` when `parent` is `folder` or lies inside it. Folder
+/// moves of one project take turns on the project row, so two crossing moves cannot each
+/// pass this check and make a cycle together.
+async fn check_outside(tx: &mut Conn, project_id: &str, folder: &str, parent: &str) -> Result<(), StoreError> {
+    sqlx::query(&format!("SELECT id FROM projects WHERE id = $1{ROW_LOCK}"))
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    // UNION, not UNION ALL: the walk ends even on a tree that is somehow already cyclic.
+    let inside: Option<(String,)> = sqlx::query_as(
+        "WITH RECURSIVE up (id, parent_id) AS ( \
+           SELECT id, parent_id FROM files WHERE id = $1 \
+           UNION SELECT f.id, f.parent_id FROM files f JOIN up ON f.id = up.parent_id) \
+         SELECT id FROM up WHERE id = $2",
+    )
+    .bind(parent)
+    .bind(folder)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match inside {
+        Some(_) => Err(StoreError::IntoItself),
+        None => Ok(()),
+    }
 }
 
 /// Batched statements come in a few sizes only, the powers of two: their text then repeats,
@@ -240,8 +281,10 @@ async fn upsert_member<'e, E: sqlx::Executor<'e, Database = Db>>(executor: E, m:
 
 /// Deletes one file row inside `tx` and drops its blob reference. Folders must be empty.
 async fn remove_file(tx: &mut Conn, id: &str) -> Result<(), StoreError> {
+    // Locked first (Postgres), so that a file being committed into this folder either
+    // finishes before the look for children below, or finds the folder gone.
     let row: Option<(bool, Option<String>)> =
-        sqlx::query_as("SELECT is_folder, blob_id FROM files WHERE id = $1")
+        sqlx::query_as(&format!("SELECT is_folder, blob_id FROM files WHERE id = $1{ROW_LOCK}"))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -633,20 +676,36 @@ impl Store for This {
     }
 
     async fn update_file(&self, file: &FileRec) -> Result<(), StoreError> {
+        let mut tx = self.begin_write(&self.pool).await?;
+        let current: Option<(String, Option<String>, bool)> =
+            sqlx::query_as(&format!("SELECT project_id, parent_id, is_folder FROM files WHERE id = $1{ROW_LOCK}"))
+                .bind(&file.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (project_id, old_parent, is_folder) = current.ok_or(StoreError::NotFound)?;
+        if file.parent_id != old_parent {
+            let parent = file.parent_id.as_deref().ok_or(StoreError::NoParent)?;
+            if is_folder {
+                check_outside(&mut tx, &project_id, &file.id, parent).await?;
+            }
+            check_parent(&mut tx, &project_id, parent).await?;
+        }
         let done = sqlx::query(
-            "UPDATE files SET name = $1, metadata = $2, tags = $3, modified_at = $4 WHERE id = $5",
+            "UPDATE files SET name = $1, parent_id = $2, metadata = $3, tags = $4, modified_at = $5 WHERE id = $6",
         )
         .bind(&file.name)
+        .bind(&file.parent_id)
         .bind(Json(&file.metadata))
         .bind(Json(&file.tags))
         .bind(file.modified_at)
         .bind(&file.id)
-        .execute(&mut *self.writer(&self.pool).await?)
+        .execute(&mut *tx)
         .await
         .map_err(classify)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 

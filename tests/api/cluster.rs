@@ -13,12 +13,15 @@ async fn two_nodes_on_postgres_share_the_work() {
     let shared = tempfile::tempdir().unwrap();
     let key = shared.path().join("server.key");
     std::fs::write(&key, "7".repeat(64)).unwrap();
+    let volume_root = shared.path().join("volume");
+    std::fs::create_dir_all(&volume_root).unwrap();
     let node = |url: String, platform: std::path::PathBuf, key: std::path::PathBuf| {
+        let volume_root = volume_root.clone();
         TestServer::start_with(move |c| {
             c.database_url = Some(url);
             c.platform_storage = Some(platform.display().to_string());
             c.secret_key_file = Some(key);
-            c.volume_policy.allow_local = true;
+            c.volume_policy.local_roots = vec![volume_root];
             c.engine.poll = Duration::from_millis(20);
             c.engine.workers = 2;
         })
@@ -27,9 +30,8 @@ async fn two_nodes_on_postgres_share_the_work() {
     let a = node(url.clone(), platform.clone(), key.clone()).await;
     let b = node(url, platform, key).await;
 
-    let t = a.user("ann").await;
+    let t = a.admin("ann").await;
     a.project(&t, "p").await;
-    let volume_root = shared.path().join("volume");
     let v = b.post(&t, "/v2/storage/volumes", json!({"name": "out", "access_mode": "RW", "service": {"type": "local", "root": volume_root}})).await;
     assert_eq!(v.status, 200, "node b sees node a's user: {:?}", v.body);
     let mut items = Vec::new();

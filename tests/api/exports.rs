@@ -6,15 +6,18 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Ann, a platform administrator (only they make local volumes), with a project and a local
+/// volume in a declared root.
 async fn server() -> (TestServer, String, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let declared = root.path().to_path_buf();
     let s = TestServer::start_with(|c| {
-        c.volume_policy.allow_local = true;
+        c.volume_policy.local_roots = vec![declared];
         c.engine.poll = Duration::from_millis(50);
     })
     .await;
-    let t = s.user("ann").await;
+    let t = s.admin("ann").await;
     s.project(&t, "p").await;
-    let root = tempfile::tempdir().unwrap();
     let v = s.post(&t, "/v2/storage/volumes", json!({"name": "out", "access_mode": "RW", "service": {"type": "local", "root": root.path(), "prefix": "pre"}})).await;
     assert_eq!(v.status, 200, "{:?}", v.body);
     (s, t, root)
@@ -209,7 +212,7 @@ async fn copy_only_keeps_the_source_and_same_destination_runs_in_order() {
 
 #[tokio::test]
 async fn validation_errors_keep_request_order() {
-    let (s, t, _root) = server().await;
+    let (s, t, root) = server().await;
     let f = s.upload(&t, "ann/p", "f.txt", b"x").await;
     let g = s.upload(&t, "ann/p", "g.txt", b"y").await;
     let folder = s
@@ -302,7 +305,9 @@ async fn validation_errors_keep_request_order() {
         400,
         90009,
     );
-    let ro = s.post(&t, "/v2/storage/volumes", json!({"name": "readonly", "access_mode": "RO", "service": {"type": "local", "root": "/tmp/egress-ro-test"}})).await;
+    let ro_root = root.path().join("ro-test");
+    std::fs::create_dir_all(&ro_root).unwrap();
+    let ro = s.post(&t, "/v2/storage/volumes", json!({"name": "readonly", "access_mode": "RO", "service": {"type": "local", "root": ro_root}})).await;
     assert_eq!(ro.status, 200);
     let mut to_ro = item(&g, "x", false);
     to_ro["destination"]["volume"] = json!("ann/readonly");
@@ -361,5 +366,6 @@ async fn metrics_report_jobs_and_platform_bytes() {
         text.contains("egress_platform_bytes_freed_by_exports_total"),
         "{text}"
     );
-    assert_error(&s.get(&t, "/metrics").await, 403, 90002);
+    let not_admin = s.user("bob").await;
+    assert_error(&s.get(&not_admin, "/metrics").await, 403, 90002);
 }

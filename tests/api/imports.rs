@@ -5,15 +5,18 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Ann, a platform administrator (only they make local volumes), with a project and a local
+/// volume in a declared root.
 async fn server() -> (TestServer, String, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let declared = root.path().to_path_buf();
     let s = TestServer::start_with(|c| {
-        c.volume_policy.allow_local = true;
+        c.volume_policy.local_roots = vec![declared];
         c.engine.poll = Duration::from_millis(50);
     })
     .await;
-    let t = s.user("ann").await;
+    let t = s.admin("ann").await;
     s.project(&t, "p").await;
-    let root = tempfile::tempdir().unwrap();
     for (key, body) in [
         ("in/a.txt", "A"),
         ("in/sub/b.txt", "BB"),
