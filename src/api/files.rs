@@ -505,20 +505,22 @@ async fn move_to(
             "Moving files between projects is not supported.",
         ));
     }
-    if file.is_folder && parent.id == file.id {
-        return Err(ApiError::new(
-            400,
-            5033,
-            "A folder cannot be moved into itself.",
-        ));
-    }
     if let Some(name) = body.name {
         check_name(&name)?;
         file.name = name;
     }
     file.parent_id = Some(parent.id);
     file.modified_at = now_ms();
-    state.store.update_file(&file).await.map_err(name_clash)?;
+    // The store checks, in the transaction that moves it, that the destination still exists
+    // and that a folder does not go into its own subtree.
+    state.store.update_file(&file).await.map_err(|e| match e {
+        StoreError::Conflict => ApiError::new(
+            409,
+            5003,
+            "A file or folder with this name already exists in the destination folder.",
+        ),
+        e => name_clash(e),
+    })?;
     Ok(Json(views::file(state.base(), &file)))
 }
 

@@ -55,6 +55,9 @@ async fn checkpoint(_pool: &Pool<Postgres>) -> Result<(), sqlx::Error> {
 /// Row locking for claims; SQLite already serializes writers.
 const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
+/// Locking of the folder a file is committed into: it cannot be deleted until the commit.
+const PARENT_LOCK: &str = " FOR KEY SHARE";
+
 /// Row locking for a group commit's jobs.
 const ROW_LOCK: &str = " FOR UPDATE";
 

@@ -151,6 +151,9 @@ async fn checkpoint(pool: &Pool<Sqlite>) -> Result<(), sqlx::Error> {
 /// Row locking for claims; SQLite already serializes writers.
 const CLAIM_LOCK: &str = "";
 
+/// Locking of the folder a file is committed into; SQLite already serializes writers.
+const PARENT_LOCK: &str = "";
+
 /// Row locking for the jobs of a group commit; SQLite already serializes writers.
 const ROW_LOCK: &str = "";
 

@@ -40,6 +40,7 @@ both_engines!(
     group_commits_record_each_end_on_its_own,
     moving_exports_are_found_in_one_query,
     claims_share_workers_among_groups,
+    moves_are_stored_and_keep_the_tree_whole,
 );
 
 fn user(name: &str) -> User {
@@ -993,4 +994,49 @@ async fn moving_exports_are_found_in_one_query(store: DynStore) {
         "only unfinished moves hold a file"
     );
     assert!(store.moving_exports(&[]).await.unwrap().is_empty());
+}
+
+async fn moves_are_stored_and_keep_the_tree_whole(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, other_root) = make_project(&store, "ann", "q").await;
+    let dir = FileRec::new("ann/p", Some(&root.id), "dir", true);
+    store.create_file(&dir).await.unwrap();
+    let sub = FileRec::new("ann/p", Some(&dir.id), "sub", true);
+    store.create_file(&sub).await.unwrap();
+    let (_, mut a) = add_blob_file(&store, &root, "a", 1).await;
+
+    // A move is stored, parent and name together.
+    a.parent_id = Some(sub.id.clone());
+    a.name = "b".into();
+    store.update_file(&a).await.unwrap();
+    let got = store.get_file(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.parent_id, got.name),
+        (Some(sub.id.clone()), "b".to_string())
+    );
+
+    // Nowhere that is not a folder of the same project.
+    let (_, file) = add_blob_file(&store, &root, "plain", 1).await;
+    for parent in ["nope", file.id.as_str(), other_root.id.as_str()] {
+        let mut moved = a.clone();
+        moved.parent_id = Some(parent.to_string());
+        assert!(
+            matches!(store.update_file(&moved).await, Err(StoreError::NoParent)),
+            "{parent}"
+        );
+    }
+    // No folder into itself or below itself; the root is above everything.
+    for (folder, parent) in [(&dir, &dir), (&dir, &sub), (&root, &dir)] {
+        let mut moved = folder.clone();
+        moved.parent_id = Some(parent.id.clone());
+        assert!(matches!(
+            store.update_file(&moved).await,
+            Err(StoreError::IntoItself)
+        ));
+    }
+    assert_eq!(
+        store.get_file(&dir.id).await.unwrap().unwrap().parent_id,
+        Some(root.id.clone())
+    );
 }

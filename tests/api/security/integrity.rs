@@ -1,1 +1,151 @@
-//! Security tests: integrity.
+//! Security tests: integrity. What the API answers is what the store holds: moves move,
+//! nothing grows without bound, and no file is committed into a folder that is gone.
+
+use crate::common::{assert_error, TestServer};
+use serde_json::{json, Value};
+
+/// The names in a folder listing (`?parent=` or `?project=`), sorted.
+async fn listed(s: &TestServer, t: &str, query: &str) -> Vec<String> {
+    let r = s.get(t, &format!("/v2/files?{query}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut names: Vec<String> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn folder(s: &TestServer, t: &str, name: &str, place: Value) -> String {
+    let mut body = json!({"name": name, "type": "folder"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(place.as_object().unwrap().clone());
+    let r = s.post(t, "/v2/files", body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+fn id(v: &Value) -> &str {
+    v["id"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn a_move_is_stored_and_refuses_clashes_and_cycles() {
+    let s = TestServer::start().await;
+    let t = s.user("ann").await;
+    let root = s.project(&t, "p").await["root_folder"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dest = folder(&s, &t, "dest", json!({"project": "ann/p"})).await;
+    let f = s.upload(&t, "ann/p", "f.txt", b"moved bytes").await;
+
+    let moved = s
+        .post(
+            &t,
+            &format!("/v2/files/{}/actions/move", id(&f)),
+            json!({"parent": dest}),
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{:?}", moved.body);
+    let got = s.get(&t, &format!("/v2/files/{}", id(&f))).await.body;
+    assert_eq!(got["parent"], dest.as_str(), "GET shows the new parent");
+    assert_eq!(listed(&s, &t, &format!("parent={dest}")).await, ["f.txt"]);
+    assert_eq!(
+        listed(&s, &t, "project=ann/p").await,
+        ["dest"],
+        "the file left the root folder"
+    );
+    let bytes = s.download(&t, id(&f), None).await.bytes().await.unwrap();
+    assert_eq!(bytes.as_ref(), b"moved bytes");
+
+    // Back to the root under a new name, in one move.
+    let back = s
+        .post(
+            &t,
+            &format!("/v2/files/{}/actions/move", id(&f)),
+            json!({"project": "ann/p", "name": "g.txt"}),
+        )
+        .await;
+    assert_eq!(back.status, 200, "{:?}", back.body);
+    let got = s.get(&t, &format!("/v2/files/{}", id(&f))).await.body;
+    assert_eq!(
+        (got["parent"].as_str(), got["name"].as_str()),
+        (Some(root.as_str()), Some("g.txt"))
+    );
+    assert_eq!(listed(&s, &t, "project=ann/p").await, ["dest", "g.txt"]);
+
+    // A name taken in the destination: 409, and nothing moves.
+    let other = s.upload(&t, "ann/p", "h.txt", b"h").await;
+    s.post(
+        &t,
+        &format!("/v2/files/{}/actions/move", id(&other)),
+        json!({"parent": dest}),
+    )
+    .await;
+    let clash = s
+        .post(
+            &t,
+            &format!("/v2/files/{}/actions/move", id(&f)),
+            json!({"parent": dest, "name": "h.txt"}),
+        )
+        .await;
+    assert_error(&clash, 409, 5003);
+    let got = s.get(&t, &format!("/v2/files/{}", id(&f))).await.body;
+    assert_eq!(
+        (got["parent"].as_str(), got["name"].as_str()),
+        (Some(root.as_str()), Some("g.txt"))
+    );
+
+    // A folder into itself or into its own sub-folder: 400, and nothing moves.
+    let sub = folder(&s, &t, "sub", json!({"parent": dest})).await;
+    let deep = folder(&s, &t, "deep", json!({"parent": sub})).await;
+    for target in [&dest, &sub, &deep] {
+        let cycle = s
+            .post(
+                &t,
+                &format!("/v2/files/{dest}/actions/move"),
+                json!({"parent": target}),
+            )
+            .await;
+        assert_error(&cycle, 400, 5033);
+    }
+    let got = s.get(&t, &format!("/v2/files/{dest}")).await.body;
+    assert_eq!(got["parent"], root.as_str());
+    assert_eq!(
+        listed(&s, &t, &format!("parent={deep}")).await,
+        Vec::<String>::new()
+    );
+
+    // A sub-folder may move up, out of its parent, with what it holds.
+    let up = s
+        .post(
+            &t,
+            &format!("/v2/files/{sub}/actions/move"),
+            json!({"project": "ann/p"}),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{:?}", up.body);
+    assert_eq!(
+        listed(&s, &t, "project=ann/p").await,
+        ["dest", "g.txt", "sub"]
+    );
+    assert_eq!(listed(&s, &t, &format!("parent={sub}")).await, ["deep"]);
+    assert_eq!(listed(&s, &t, &format!("parent={dest}")).await, ["h.txt"]);
+
+    // Another project is refused as before.
+    s.project(&t, "q").await;
+    assert_error(
+        &s.post(
+            &t,
+            &format!("/v2/files/{}/actions/move", id(&f)),
+            json!({"project": "ann/q"}),
+        )
+        .await,
+        400,
+        5015,
+    );
+}
