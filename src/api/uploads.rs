@@ -406,6 +406,11 @@ pub async fn commit_file(
         return Err(match e {
             StoreError::Conflict => ApiError::file_exists(),
             StoreError::NotFound => upload_not_found(),
+            StoreError::NoParent => ApiError::new(
+                404,
+                5026,
+                "Destination folder not found: it was deleted before the file was committed.",
+            ),
             e => e.into(),
         });
     }

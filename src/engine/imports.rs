@@ -209,6 +209,11 @@ impl Engine {
             Ok(true) => Ok(()),
             Ok(false) => Err(JobError::LeaseLost),
             Err(StoreError::Conflict) => Err(JobError::Exists),
+            Err(StoreError::NoParent) => Err(JobError::Terminal(ApiError::new(
+                404,
+                5026,
+                "Destination folder not found: it was deleted before the import committed.",
+            ))),
             Err(e) => Err(JobError::Retryable(format!("committing the import: {e}"))),
         }
     }

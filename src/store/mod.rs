@@ -467,7 +467,8 @@ pub trait Store: Send + Sync + 'static {
         filter: &FileFilter,
         page: Page,
     ) -> Result<(Vec<FileRec>, i64)>;
-    /// Inserts a folder, or a file sharing an existing blob (a copy). `Conflict` on a name clash.
+    /// Inserts a folder, or a file sharing an existing blob (a copy). `Conflict` on a name clash,
+    /// `NoParent` unless the parent is a folder of the same project.
     async fn create_file(&self, file: &FileRec) -> Result<(), StoreError>;
     /// Saves name, parent, metadata and tags. A new parent must be a folder of the same
     /// project (`NoParent`) and, for a folder, outside its own subtree (`IntoItself`).
@@ -484,7 +485,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_parts(&self, upload_id: &str) -> Result<Vec<Part>>;
     async fn delete_upload(&self, id: &str) -> Result<bool>;
     /// Adds new platform bytes and the file holding them, in one transaction: the upload row
-    /// (if any) goes, and `replace` (an existing file of the same name) is removed.
+    /// (if any) goes, and `replace` (an existing file of the same name) is removed. `NoParent`
+    /// (nothing written) unless the parent is a folder of the same project.
     async fn complete_upload(
         &self,
         upload_id: Option<&str>,
@@ -584,7 +586,8 @@ pub trait Store: Send + Sync + 'static {
     async fn renew_import(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool>;
     /// Adds a batch of aliases (folders made as needed, name clashes resolved as the job
     /// says) and advances the cursor, fenced by the attempt; `Ok(false)` when the lease was
-    /// lost, `Conflict` on a clash the job may not resolve.
+    /// lost, `Conflict` on a clash the job may not resolve, `NoParent` when the job's
+    /// destination folder is gone.
     async fn commit_import_batch(
         &self,
         job: &ImportRec,

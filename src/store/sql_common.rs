@@ -201,7 +201,9 @@ where
 
 /// The folder `name` in `parent`, made if missing; `Conflict` when a file holds the name.
 async fn folder_in(tx: &mut Conn, project_id: &str, parent: &str, name: &str) -> Result<String, StoreError> {
-    let found: Option<(String, bool)> = sqlx::query_as("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2")
+    // Locked like a parent (Postgres): a folder found here is not deleted before the commit.
+    let found: Option<(String, bool)> =
+        sqlx::query_as(&format!("SELECT id, is_folder FROM files WHERE parent_id = $1 AND name = $2{PARENT_LOCK}"))
         .bind(parent)
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -670,6 +672,9 @@ impl Store for This {
                 return Err(StoreError::NotFound);
             }
         }
+        if let Some(parent) = &file.parent_id {
+            check_parent(&mut tx, &file.project_id, parent).await?;
+        }
         insert_file(&mut tx, file).await?;
         tx.commit().await?;
         Ok(())
@@ -817,6 +822,9 @@ impl Store for This {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+        // The folder may have been deleted while the bytes arrived; then nothing is written,
+        // and the upload's bytes stay with its row for the upload sweeper.
+        check_parent(&mut tx, &file.project_id, file.parent_id.as_deref().unwrap_or_default()).await?;
         if let Some(old) = replace {
             remove_file(&mut tx, old).await?;
         }
@@ -1204,6 +1212,8 @@ impl Store for This {
         if fenced.rows_affected() == 0 {
             return Ok(false);
         }
+        // Everything this batch makes hangs under the job's destination folder.
+        check_parent(&mut tx, &job.project_id, &job.parent_id).await?;
         let base = match &batch.top_folder {
             Some(name) => folder_in(&mut tx, &job.project_id, &job.parent_id, name).await?,
             None => job.parent_id.clone(),

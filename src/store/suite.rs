@@ -41,6 +41,7 @@ both_engines!(
     moving_exports_are_found_in_one_query,
     claims_share_workers_among_groups,
     moves_are_stored_and_keep_the_tree_whole,
+    files_go_only_into_folders_that_exist,
 );
 
 fn user(name: &str) -> User {
@@ -1039,4 +1040,106 @@ async fn moves_are_stored_and_keep_the_tree_whole(store: DynStore) {
         store.get_file(&dir.id).await.unwrap().unwrap().parent_id,
         Some(root.id.clone())
     );
+}
+
+async fn files_go_only_into_folders_that_exist(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    // A folder deleted before a commit: nothing is committed into it.
+    let gone = FileRec::new("ann/p", Some(&root.id), "gone", true);
+    store.create_file(&gone).await.unwrap();
+    store.delete_file(&gone.id).await.unwrap();
+    let folder = FileRec::new("ann/p", Some(&gone.id), "f", true);
+    assert!(matches!(
+        store.create_file(&folder).await,
+        Err(StoreError::NoParent)
+    ));
+    let now = now_ms();
+    let upload = Upload {
+        id: "late".into(),
+        owner: "ann".into(),
+        project_id: "ann/p".into(),
+        parent_id: gone.id.clone(),
+        name: "late.txt".into(),
+        size: 1,
+        part_size: 5,
+        overwrite: false,
+        created_at: now,
+        expires_at: now + 60_000,
+    };
+    store.create_upload(&upload).await.unwrap();
+    let blob = Blob {
+        id: "late".into(),
+        size: 1,
+        md5: "m".into(),
+        crc32c: "c".into(),
+    };
+    let mut late = FileRec::new("ann/p", Some(&gone.id), "late.txt", false);
+    late.blob_id = Some(blob.id.clone());
+    assert!(matches!(
+        store
+            .complete_upload(Some("late"), &blob, &late, None)
+            .await,
+        Err(StoreError::NoParent)
+    ));
+    assert!(store.get_file(&late.id).await.unwrap().is_none());
+    assert!(
+        store.get_upload("late").await.unwrap().is_some(),
+        "the upload (and so its bytes) is left to the upload sweeper"
+    );
+    assert!(
+        store.doomed_blobs(10).await.unwrap().is_empty(),
+        "no blob row was made"
+    );
+
+    let import = ImportRec {
+        seq: 0,
+        id: "imp".into(),
+        owner: "ann".into(),
+        volume_id: "ann/v".into(),
+        location: "in/".into(),
+        project_id: "ann/p".into(),
+        parent_id: gone.id.clone(),
+        name: None,
+        overwrite: false,
+        autorename: false,
+        preserve_folder_structure: true,
+        state: PENDING.into(),
+        error: None,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires_at: 0,
+        next_attempt_at: 0,
+        cursor: None,
+        objects_imported: 0,
+        result_file_id: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+    };
+    store.insert_imports(&[import]).await.unwrap();
+    let [job] = store
+        .claim_imports("n", now, now + 60_000, 1)
+        .await
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let batch = ImportBatch {
+        top_folder: Some("in".into()),
+        aliases: vec![NewAlias {
+            folders: vec!["x".into()],
+            name: "o".into(),
+            size: 1,
+            md5: None,
+            location: "in/x/o".into(),
+        }],
+        cursor: Some("in/x/o".into()),
+        done: true,
+    };
+    assert!(matches!(
+        store.commit_import_batch(&job, &batch).await,
+        Err(StoreError::NoParent)
+    ));
+    let job = store.get_import("imp").await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.objects_imported), (RUNNING, 0));
 }

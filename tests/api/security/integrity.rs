@@ -149,3 +149,77 @@ async fn a_move_is_stored_and_refuses_clashes_and_cycles() {
         5015,
     );
 }
+
+#[tokio::test]
+async fn an_upload_into_a_folder_deleted_meanwhile_commits_nothing() {
+    let s = TestServer::start().await;
+    let t = s.user("ann").await;
+    s.project(&t, "p").await;
+    let dir = folder(&s, &t, "dir", json!({"project": "ann/p"})).await;
+    let init = s
+        .post(
+            &t,
+            "/v2/upload/multipart",
+            json!({"parent": dir, "name": "late.txt", "size": 5}),
+        )
+        .await;
+    assert_eq!(init.status, 200, "{:?}", init.body);
+    let upload = init.body["upload_id"].as_str().unwrap().to_string();
+    let url = s
+        .get(&t, &format!("/v2/upload/multipart/{upload}/part/1"))
+        .await
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let put = s.http.put(&url).body("hello").send().await.unwrap();
+    assert_eq!(put.status(), 200);
+
+    // The folder is still empty (the upload is no file yet), so it can go.
+    let gone = s
+        .call(
+            reqwest::Method::DELETE,
+            &t,
+            &format!("/v2/files/{dir}"),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 204, "{:?}", gone.body);
+    let done = s
+        .post(
+            &t,
+            &format!("/v2/upload/multipart/{upload}/complete"),
+            Value::Null,
+        )
+        .await;
+    assert_error(&done, 404, 5026);
+
+    assert_eq!(listed(&s, &t, "project=ann/p").await, Vec::<String>::new());
+    assert_error(
+        &s.get(&t, &format!("/v2/files/{dir}/list")).await,
+        404,
+        5002,
+    );
+    // The bytes stay with the upload, which its owner (or the upload sweeper) removes.
+    assert_eq!(
+        s.get(&t, &format!("/v2/upload/multipart/{upload}"))
+            .await
+            .status,
+        200
+    );
+    let aborted = s
+        .call(
+            reqwest::Method::DELETE,
+            &t,
+            &format!("/v2/upload/multipart/{upload}"),
+            None,
+        )
+        .await;
+    assert_eq!(aborted.status, 204);
+    s.sweep().await;
+    assert_eq!(
+        s.stored_objects(),
+        Vec::<String>::new(),
+        "no bytes are left"
+    );
+}
