@@ -22,15 +22,8 @@ pub struct Members<'a> {
 }
 
 impl Members<'_> {
-    async fn render(&self, m: &Member) -> ApiResult<Value> {
-        let email = self
-            .state
-            .store
-            .get_user(&m.username)
-            .await?
-            .map(|u| u.email)
-            .unwrap_or_default();
-        Ok(views::member(&self.href, m, &email))
+    fn render(&self, m: &Member) -> Value {
+        views::member(&self.href, m)
     }
 
     async fn find(&self, username: &str) -> ApiResult<Member> {
@@ -48,15 +41,12 @@ impl Members<'_> {
             .store
             .list_members(self.kind, self.resource_id, page)
             .await?;
-        let mut items = Vec::with_capacity(members.len());
-        for m in &members {
-            items.push(self.render(m).await?);
-        }
+        let items = members.iter().map(|m| self.render(m)).collect();
         Ok(list_page(self.state.base(), uri, page, total, items))
     }
 
     pub async fn get(&self, username: &str) -> ApiResult<Json<Value>> {
-        Ok(Json(self.render(&self.find(username).await?).await?))
+        Ok(Json(self.render(&self.find(username).await?)))
     }
 
     pub async fn add(&self, body: Value) -> ApiResult<Json<Value>> {
@@ -98,7 +88,7 @@ impl Members<'_> {
             perms,
         };
         self.state.store.put_member(&member).await?;
-        Ok(Json(self.render(&member).await?))
+        Ok(Json(self.render(&member)))
     }
 
     pub async fn set_permissions(&self, username: &str, body: Value) -> ApiResult<Json<Value>> {
@@ -114,7 +104,7 @@ impl Members<'_> {
         self.state.store.put_member(&member).await?;
         // The client does not read the answer; the new permissions are the natural one.
         Ok(Json(
-            views::member(&self.href, &member, "")["permissions"].clone(),
+            views::member(&self.href, &member)["permissions"].clone(),
         ))
     }
 

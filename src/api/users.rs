@@ -43,9 +43,11 @@ pub async fn me(State(state): State<Arc<AppState>>, AuthUser(user): AuthUser) ->
     Json(views::user(state.base(), &user))
 }
 
+/// Any user's public profile; the full one (email, role, contact details) only for the user
+/// themself or a platform administrator.
 pub async fn get_user(
     State(state): State<Arc<AppState>>,
-    AuthUser(_): AuthUser,
+    AuthUser(caller): AuthUser,
     Path(username): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let user = state
@@ -53,7 +55,11 @@ pub async fn get_user(
         .get_user(&username)
         .await?
         .ok_or_else(ApiError::user_not_found)?;
-    Ok(Json(views::user(state.base(), &user)))
+    if caller.is_admin || caller.username == user.username {
+        Ok(Json(views::user(state.base(), &user)))
+    } else {
+        Ok(Json(views::public_user(state.base(), &user)))
+    }
 }
 
 /// Prometheus metrics, for platform administrators (they name projects).

@@ -5,6 +5,7 @@ use crate::store::{FileRec, Member, Project, User};
 use crate::util::format_ms;
 use serde_json::{json, Value};
 
+/// The full profile, for the user themself and platform administrators.
 pub fn user(base: &str, u: &User) -> Value {
     json!({
         "href": format!("{base}/v2/users/{}", u.username),
@@ -21,6 +22,26 @@ pub fn user(base: &str, u: &User) -> Value {
         "zip_code": "",
         "role": if u.is_admin { "ADMIN" } else { "USER" },
     })
+}
+
+/// What any user may see of another: the name, never the email, contact details or role. The
+/// hidden keys are null rather than absent, so the client does not re-fetch to fill them.
+pub fn public_user(base: &str, u: &User) -> Value {
+    let mut v = user(base, u);
+    for key in [
+        "email",
+        "affiliation",
+        "phone",
+        "address",
+        "city",
+        "state",
+        "country",
+        "zip_code",
+        "role",
+    ] {
+        v[key] = Value::Null;
+    }
+    v
 }
 
 pub fn project(base: &str, p: &Project) -> Value {
@@ -41,8 +62,10 @@ pub fn project(base: &str, p: &Project) -> Value {
     })
 }
 
-/// A member of a project or volume; `member_href` is the collection the member lives in.
-pub fn member(members_href: &str, m: &Member, email: &str) -> Value {
+/// A member of a project or volume; `member_href` is the collection the member lives in. A
+/// member list shows usernames and permissions: `email` stays null (members are not told each
+/// other's addresses).
+pub fn member(members_href: &str, m: &Member) -> Value {
     let mut permissions = json!({
         "read": m.perms.read, "copy": m.perms.copy, "write": m.perms.write, "admin": m.perms.admin,
     });
@@ -53,7 +76,7 @@ pub fn member(members_href: &str, m: &Member, email: &str) -> Value {
         "href": format!("{members_href}/{}", m.username),
         "id": m.username,
         "username": m.username,
-        "email": email,
+        "email": Value::Null,
         "type": "USER",
         "permissions": permissions,
     })
