@@ -7,6 +7,7 @@ use super::views;
 use super::wire::{bulk_entry, check_bulk_len, list_page, object, Body, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::limits;
 use crate::store::{FileFilter, FileRec, StoreError, User};
 use crate::util::now_ms;
 use axum::extract::{OriginalUri, Path, State};
@@ -241,6 +242,7 @@ async fn update(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Value>> {
     let (mut file, _) = state.file_for(&user, &id, Need::Write).await?;
+    let (mut metadata_changed, mut tags_changed) = (false, false);
     for (key, value) in object(body)? {
         match (key.as_str(), value) {
             ("name", Value::String(name)) => {
@@ -257,8 +259,14 @@ async fn update(
                 }
                 file.name = name;
             }
-            ("metadata", Value::Object(m)) => merge(&mut file.metadata, m),
-            ("tags", v @ Value::Array(_)) => file.tags = parse_tags(v)?,
+            ("metadata", Value::Object(m)) => {
+                merge(&mut file.metadata, m);
+                metadata_changed = true;
+            }
+            ("tags", v @ Value::Array(_)) => {
+                file.tags = parse_tags(v)?;
+                tags_changed = true;
+            }
             (
                 "id" | "href" | "size" | "project" | "parent" | "type" | "created_on"
                 | "modified_on" | "storage" | "origin" | "checksums",
@@ -272,6 +280,14 @@ async fn update(
                 ))
             }
         }
+    }
+    // Only what this request changes is held to the limits: a file stored before them can
+    // still be renamed.
+    if metadata_changed {
+        limits::check_metadata(&file.metadata)?;
+    }
+    if tags_changed {
+        limits::check_tags(&file.tags)?;
     }
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
@@ -351,6 +367,7 @@ async fn get_metadata(
 }
 
 async fn save_metadata(state: &AppState, mut file: FileRec) -> ApiResult<Json<Value>> {
+    limits::check_metadata(&file.metadata)?;
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
     Ok(Json(Value::Object(file.metadata)))
@@ -394,6 +411,7 @@ async fn set_tags(
         ));
     }
     file.tags = parse_tags(body)?;
+    limits::check_tags(&file.tags)?;
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
     Ok(Json(json!(file.tags)))

@@ -7,6 +7,7 @@ use super::views;
 use super::wire::{list_page, object, Body, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::limits;
 use crate::store::{FileRec, Project, StoreError, User, PROJECT};
 use crate::util::now_ms;
 use axum::extract::{OriginalUri, Path, State};
@@ -112,6 +113,9 @@ pub async fn create_project(
 async fn insert(state: &AppState, user: &User, body: NewProject) -> ApiResult<Project> {
     let name = body.name.unwrap_or_default();
     check_name(&name)?;
+    limits::check_tags(&body.tags)?;
+    let settings = Value::Object(body.settings);
+    limits::check_settings(&settings)?;
     let billing_group = match body.billing_group.as_deref() {
         Some(b) => check_billing_group(b)?,
         None => uuid::Uuid::new_v4().to_string(),
@@ -134,7 +138,7 @@ async fn insert(state: &AppState, user: &User, body: NewProject) -> ApiResult<Pr
             billing_group: billing_group.clone(),
             category: "PRIVATE".into(),
             tags: body.tags.clone(),
-            settings: Value::Object(body.settings.clone()),
+            settings: settings.clone(),
             root_folder: root.id.clone(),
             is_public: false,
             created_by: user.username.clone(),
@@ -228,12 +232,14 @@ async fn update(
             ("description", Value::Null) => project.description = None,
             ("billing_group", Value::String(b)) => project.billing_group = check_billing_group(&b)?,
             ("tags", v @ Value::Array(_)) => {
-                project.tags = serde_json::from_value(v).map_err(|_| bad())?
+                project.tags = serde_json::from_value(v).map_err(|_| bad())?;
+                limits::check_tags(&project.tags)?;
             }
             ("settings", Value::Object(s)) => {
                 let mut merged = project.settings.as_object().cloned().unwrap_or_default();
                 merged.extend(s);
                 project.settings = Value::Object(merged);
+                limits::check_settings(&project.settings)?;
             }
             (
                 "id" | "href" | "created_by" | "created_on" | "modified_on" | "root_folder"

@@ -223,3 +223,113 @@ async fn an_upload_into_a_folder_deleted_meanwhile_commits_nothing() {
         "no bytes are left"
     );
 }
+
+/// Asserts a 400 whose message names `limit`.
+fn assert_limit(r: &crate::common::Reply, limit: &str) {
+    assert_error(r, 400, 90000);
+    let message = r.body["message"].as_str().unwrap();
+    assert!(message.contains(limit), "{message:?} names {limit}");
+}
+
+#[tokio::test]
+async fn metadata_tags_and_settings_have_limits_that_merges_cannot_pass() {
+    const PATCH: reqwest::Method = reqwest::Method::PATCH;
+    const PUT: reqwest::Method = reqwest::Method::PUT;
+    let s = TestServer::start().await;
+    let t = s.user("ann").await;
+    s.project(&t, "p").await;
+    let f = s.upload(&t, "ann/p", "f.txt", b"x").await;
+    let file = format!("/v2/files/{}", id(&f));
+    let meta = format!("{file}/metadata");
+
+    // Each PATCH is small; together they would pass 64 KiB.
+    let chunk = "m".repeat(40 * 1024);
+    let first = s.call(PATCH, &t, &meta, Some(json!({"a": chunk}))).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let second = s.call(PATCH, &t, &meta, Some(json!({"b": chunk}))).await;
+    assert_limit(&second, "65536");
+    let third = s
+        .call(PATCH, &t, &file, Some(json!({"metadata": {"b": chunk}})))
+        .await;
+    assert_limit(&third, "65536");
+    let kept = s.get(&t, &meta).await.body;
+    assert_eq!(
+        kept.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["a"],
+        "a refused merge stores nothing"
+    );
+
+    let many: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("k{i}"), json!(i))).collect();
+    assert_limit(
+        &s.call(PUT, &t, &meta, Some(Value::Object(many))).await,
+        "100",
+    );
+    let long_key = json!({"k".repeat(129): 1});
+    assert_limit(&s.call(PATCH, &t, &meta, Some(long_key)).await, "128");
+    // Removing keys is always possible, and makes room again.
+    let room = s
+        .call(PATCH, &t, &meta, Some(json!({"a": null, "b": chunk})))
+        .await;
+    assert_eq!(room.status, 200, "{:?}", room.body);
+
+    let tags: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    assert_limit(
+        &s.call(PUT, &t, &format!("{file}/tags"), Some(json!(tags)))
+            .await,
+        "100",
+    );
+    assert_limit(
+        &s.call(PATCH, &t, &file, Some(json!({"tags": ["x".repeat(129)]})))
+            .await,
+        "128",
+    );
+    let ok = s
+        .call(PUT, &t, &format!("{file}/tags"), Some(json!(tags[..100])))
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(
+        s.get(&t, &file).await.body["tags"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+
+    // Project settings merge the same way; tags are held to the file limits.
+    let project = "/v2/projects/ann/p";
+    let half = "s".repeat(10 * 1024);
+    let first = s
+        .call(PATCH, &t, project, Some(json!({"settings": {"a": half}})))
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_limit(
+        &s.call(PATCH, &t, project, Some(json!({"settings": {"b": half}})))
+            .await,
+        "16384",
+    );
+    assert!(s.get(&t, project).await.body["settings"].get("b").is_none());
+    assert_limit(
+        &s.call(PATCH, &t, project, Some(json!({"tags": tags})))
+            .await,
+        "100",
+    );
+    assert_limit(
+        &s.post(
+            &t,
+            "/v2/projects",
+            json!({"name": "big", "settings": {"a": "s".repeat(17 * 1024)}}),
+        )
+        .await,
+        "16384",
+    );
+    assert_limit(
+        &s.post(
+            &t,
+            "/v2/projects",
+            json!({"name": "tagged", "tags": ["x".repeat(129)]}),
+        )
+        .await,
+        "128",
+    );
+}
