@@ -6,6 +6,7 @@ pub mod blob;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod http_server;
 pub mod limits;
 pub mod metrics;
 pub mod secret_box;

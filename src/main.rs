@@ -79,6 +79,13 @@ struct ServeArgs {
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "EGRESS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     body_limit: usize,
+    /// Seconds a connection may take to send a whole request head (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, env = "EGRESS_HEADER_READ_TIMEOUT_SECS", default_value_t = 30)]
+    header_read_timeout_secs: u64,
+    /// Connections open at once; past it, new connections wait to be accepted.
+    #[arg(long, env = "EGRESS_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
     /// Seconds an unfinished upload may stay idle before it is swept.
     #[arg(long, env = "EGRESS_UPLOAD_TTL", default_value_t = 24 * 3600)]
     upload_ttl: u64,
@@ -225,6 +232,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.rate_limit = args.rate_limit;
     config.rate_window = Duration::from_secs(args.rate_limit_window);
     config.body_limit = args.body_limit;
+    config.header_read_timeout = Duration::from_secs(args.header_read_timeout_secs.max(1));
+    config.max_connections = args.max_connections.max(1);
     config.upload_ttl = Duration::from_secs(args.upload_ttl);
     config.url_ttl = Duration::from_secs(args.url_ttl);
     config.sweep_interval = Duration::from_secs(args.sweep_interval.max(1));

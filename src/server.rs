@@ -27,6 +27,10 @@ pub struct Config {
     pub rate_window: Duration,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// A connection that has not sent a whole request head within this is closed.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; past it, new ones wait to be accepted.
+    pub max_connections: usize,
     pub url_ttl: Duration,
     pub upload_ttl: Duration,
     pub sweep_interval: Duration,
@@ -49,6 +53,8 @@ impl Config {
             rate_window: Duration::from_secs(300),
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(300),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
             url_ttl: Duration::from_secs(3600),
             upload_ttl: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_secs(30),
@@ -160,21 +166,24 @@ pub async fn start(config: Config) -> Result<Running> {
                 .await
         })
     };
-    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(state.clone());
+    let limits = crate::http_server::Limits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+    };
     let shutdown = Arc::new(Notify::new());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                stop.notified().await;
-                // Stop claiming at once; running copies get the grace period to finish.
-                let _ = stop_engine.send(true);
-            })
-            .await;
+        crate::http_server::serve(listener, app, limits, async move {
+            stop.notified().await;
+            // Stop claiming at once; running copies get the grace period to finish.
+            let _ = stop_engine.send(true);
+        })
+        .await;
         let _ = engine.await;
         sweeper.abort();
         checkpointer.abort();
-        served.context("serving HTTP")
+        Ok(())
     });
     Ok(Running {
         addr,
