@@ -304,7 +304,19 @@ fn patch_service(
                             v.service.credential_id = text_field(&k, &val)?
                         }
                         (ServiceKind::S3, "secret_access_key")
-                        | (ServiceKind::Gcs, "private_key") => secret = Some(text_field(&k, &val)?),
+                        | (ServiceKind::Gcs, "private_key") => {
+                            let given = text_field(&k, &val)?;
+                            if given.is_empty() {
+                                return Err(ApiError::new(
+                                    400,
+                                    9017,
+                                    format!(
+                                        "The service object is invalid: '{k}' must not be empty"
+                                    ),
+                                ));
+                            }
+                            secret = Some(given)
+                        }
                         _ => {
                             return Err(ApiError::new(
                                 400,
@@ -336,9 +348,19 @@ async fn update(
     let before = state
         .volume_for(&user, &format!("{owner}/{name}"), Need::Admin)
         .await?;
+    let body = object(body)?;
+    // The service holds the owner's credentials: a delegated admin may rename, describe or
+    // deactivate the volume, but never aim those credentials at anything else.
+    if body.contains_key("service") && !(user.is_admin || user.username == before.owner) {
+        return Err(ApiError::new(
+            403,
+            9020,
+            "Only the volume's owner or a platform administrator may change its service.",
+        ));
+    }
     let mut v = before.clone();
     let mut new_secret = None;
-    for (key, value) in object(body)? {
+    for (key, value) in body {
         match (key.as_str(), value) {
             ("description", Value::String(d)) => v.description = Some(d),
             ("description", Value::Null) => v.description = None,
@@ -354,6 +376,20 @@ async fn update(
                 )))
             }
         }
+    }
+    // The sealed secret was given for one place; another place needs its own.
+    let (old, new) = (&before.service, &v.service);
+    let repointed = new.bucket != old.bucket
+        || new.endpoint != old.endpoint
+        || new.prefix != old.prefix
+        || new.region != old.region;
+    if repointed && new_secret.is_none() {
+        return Err(ApiError::new(
+            400,
+            9017,
+            "The service object is invalid: pointing a volume at another bucket, endpoint, \
+             prefix or region needs its credentials (the secret) in the same request.",
+        ));
     }
     if v.service.kind == ServiceKind::Gcs && v.access_mode == "RW" {
         return Err(ApiError::new(
