@@ -40,18 +40,9 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 type St = State<Arc<AppState>>;
 
-/// A file or folder name: 1–255 characters, no `/`, no control characters, not `.` or `..`.
+/// A file or folder name by the one rule imports follow too (`crate::names`).
 pub fn check_name(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.chars().any(|c| c == '/' || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_name())
-    }
+    crate::names::check(name).map_err(|_| ApiError::invalid_name())
 }
 
 /// Where a new file goes: exactly one of a project (its root folder) or a parent folder.

@@ -92,6 +92,27 @@ async fn render(state: &AppState, i: &ImportRec) -> ApiResult<Value> {
     }))
 }
 
+/// Without a destination name, an object import names its file, and a folder import that keeps
+/// the structure its top folder, after the location's last segment: refused now if that cannot
+/// be a name, rather than failing the job later.
+fn check_location_name(item: &ImportItem) -> ApiResult<()> {
+    let location = &item.source.location;
+    let is_folder = location.ends_with('/');
+    if is_folder && item.preserve_folder_structure == Some(false) {
+        return Ok(());
+    }
+    crate::names::check(crate::names::last_segment(location)).map_err(|why| {
+        ApiError::new(
+            400,
+            9011,
+            format!(
+                "Invalid location: the last segment of {location:?} cannot be a file or folder \
+                 name ({why}); give destination.name."
+            ),
+        )
+    })
+}
+
 /// Checks one item: the volume (copy right, active), the location and name, and the
 /// destination (write right on the project).
 async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<ImportRec> {
@@ -109,8 +130,9 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
         ));
     }
     volume::checked_key(&vol.service.prefix, &item.source.location)?;
-    if let Some(name) = &item.destination.name {
-        check_name(name)?;
+    match &item.destination.name {
+        Some(name) => check_name(name)?,
+        None => check_location_name(&item)?,
     }
     let dest = &item.destination;
     let parent =

@@ -5,6 +5,7 @@
 use super::{api_error_json, keep_lease, Engine, JobError};
 use crate::blob::volume::{ObjectInfo, VolumeBackend};
 use crate::error::ApiError;
+use crate::names::{self, last_segment, NameError};
 use crate::store::{ImportBatch, ImportRec, JobEnd, NewAlias, StoreError};
 use crate::util::now_ms;
 use crate::volume::object_key;
@@ -14,11 +15,71 @@ use tokio::sync::OwnedSemaphorePermit;
 /// Objects listed and committed per batch of a folder import.
 const BATCH: i32 = 100;
 
-fn last_segment(path: &str) -> &str {
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(path)
+/// Objects listed per request when a folder import checks its names before the first batch.
+const CHECK_PAGE: i32 = 1000;
+
+/// A key that cannot become a file or folder name: the import fails, naming the key.
+fn unnamable(location: &str, why: NameError) -> ApiError {
+    ApiError::new(
+        400,
+        9011,
+        format!(
+            "Invalid location: {location:?} cannot become a file or folder name ({why}). \
+             Rename the object, or import it on its own with a destination name."
+        ),
+    )
+}
+
+/// The name an import gives the file (or top folder) it makes: the one asked for, or the last
+/// segment of its location.
+fn job_name(job: &ImportRec) -> Result<String, ApiError> {
+    let name = match &job.name {
+        Some(name) => name.as_str(),
+        None => last_segment(&job.location),
+    };
+    names::check(name).map_err(|why| unnamable(&job.location, why))?;
+    Ok(name.to_string())
+}
+
+/// The top folder a folder import makes, if it keeps the structure.
+fn top_folder(job: &ImportRec) -> Result<Option<String>, ApiError> {
+    if !job.preserve_folder_structure {
+        return Ok(None);
+    }
+    job_name(job).map(Some)
+}
+
+/// The alias a listed object becomes in a folder import of `location` (whose key is
+/// `folder_key`). Every name it makes (its sub-folders, when the structure is kept, and its
+/// file name) must pass the API's name rule.
+fn folder_alias(
+    location: &str,
+    preserve: bool,
+    folder_key: &str,
+    (key, size): (&str, i64),
+) -> Result<NewAlias, ApiError> {
+    let relative = key.strip_prefix(folder_key).unwrap_or(key);
+    let location = format!("{location}{relative}");
+    let mut segments: Vec<String> = relative.split('/').map(str::to_string).collect();
+    let name = segments.pop().unwrap_or_default();
+    let folders = if preserve { segments } else { vec![] };
+    for segment in folders.iter().chain([&name]) {
+        names::check(segment).map_err(|why| unnamable(&location, why))?;
+    }
+    Ok(NewAlias {
+        folders,
+        name,
+        size,
+        // A listing does not say how an object is encrypted, and an SSE-KMS ETag is no MD5:
+        // only an object's own HEAD can vouch for it.
+        md5: None,
+        location,
+    })
+}
+
+/// Objects of a listing that become files (keys ending in `/` are folder markers).
+fn files_of(objects: &[ObjectInfo]) -> impl Iterator<Item = &ObjectInfo> {
+    objects.iter().filter(|o| !o.key.ends_with('/'))
 }
 
 /// The MD5 an object's HEAD gives for free: the ETag of a single-part object without KMS.
@@ -121,10 +182,7 @@ impl Engine {
                 .ok_or_else(not_found)?;
             let alias = NewAlias {
                 folders: vec![],
-                name: job
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| last_segment(&job.location).to_string()),
+                name: job_name(job).map_err(JobError::Terminal)?,
                 size: info.size,
                 md5: md5_of(&info),
                 location: job.location.clone(),
@@ -153,11 +211,11 @@ impl Engine {
         folder_key: &str,
         read_error: impl Fn(crate::blob::volume::VolumeError) -> JobError,
     ) -> Result<(), JobError> {
-        let top_folder = job.preserve_folder_structure.then(|| {
-            job.name
-                .clone()
-                .unwrap_or_else(|| last_segment(&job.location).to_string())
-        });
+        let top_folder = top_folder(job).map_err(JobError::Terminal)?;
+        if job.cursor.is_none() && job.objects_imported == 0 {
+            self.check_names(job, backend, folder_key, &read_error)
+                .await?;
+        }
         let mut cursor = job.cursor.clone();
         loop {
             let (objects, more) = backend
@@ -167,29 +225,19 @@ impl Engine {
             if objects.is_empty() && cursor.is_none() && job.objects_imported == 0 {
                 return Err(not_found());
             }
-            let aliases = objects
-                .iter()
-                .filter(|o| !o.key.ends_with('/'))
+            // Checked again batch by batch: objects may have appeared since the first look.
+            let aliases = files_of(&objects)
                 .map(|o| {
-                    let relative = &o.key[folder_key.len()..];
-                    let mut segments: Vec<String> =
-                        relative.split('/').map(str::to_string).collect();
-                    let name = segments.pop().unwrap_or_default();
-                    NewAlias {
-                        folders: if job.preserve_folder_structure {
-                            segments
-                        } else {
-                            vec![]
-                        },
-                        name,
-                        size: o.size,
-                        // A listing does not say how an object is encrypted, and an SSE-KMS
-                        // ETag is no MD5: only an object's own HEAD can vouch for it.
-                        md5: None,
-                        location: format!("{}{relative}", job.location),
-                    }
+                    let object = (o.key.as_str(), o.size);
+                    folder_alias(
+                        &job.location,
+                        job.preserve_folder_structure,
+                        folder_key,
+                        object,
+                    )
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(JobError::Terminal)?;
             cursor = objects.last().map(|o| o.key.clone()).or(cursor);
             let batch = ImportBatch {
                 top_folder: top_folder.clone(),
@@ -204,11 +252,43 @@ impl Engine {
         }
     }
 
+    /// Lists the whole folder once before anything is committed: a key that cannot become a
+    /// name fails the job, naming the key, with nothing imported.
+    async fn check_names(
+        &self,
+        job: &ImportRec,
+        backend: &VolumeBackend,
+        folder_key: &str,
+        read_error: &impl Fn(crate::blob::volume::VolumeError) -> JobError,
+    ) -> Result<(), JobError> {
+        let mut after: Option<String> = None;
+        loop {
+            let (objects, more) = backend
+                .list_recursive(folder_key, after.as_deref(), CHECK_PAGE)
+                .await
+                .map_err(read_error)?;
+            for object in files_of(&objects) {
+                folder_alias(
+                    &job.location,
+                    job.preserve_folder_structure,
+                    folder_key,
+                    (&object.key, object.size),
+                )
+                .map_err(JobError::Terminal)?;
+            }
+            match objects.last() {
+                Some(last) if more => after = Some(last.key.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     async fn commit(&self, job: &ImportRec, batch: &ImportBatch) -> Result<(), JobError> {
         match self.state.store.commit_import_batch(job, batch).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(JobError::LeaseLost),
             Err(StoreError::Conflict) => Err(JobError::Exists),
+            Err(StoreError::Refused(why)) => Err(JobError::Terminal(super::refusal_error(why, "import"))),
             Err(StoreError::NoParent) => Err(JobError::Terminal(ApiError::new(
                 404,
                 5026,
@@ -229,4 +309,56 @@ fn name_taken() -> ApiError {
         9108,
         "Requested file already exists in the destination; import with overwrite or autorename.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias(key: &str, preserve: bool) -> Result<NewAlias, ApiError> {
+        folder_alias("imp/", preserve, "pre/imp/", (key, 1))
+    }
+
+    #[test]
+    fn keys_that_cannot_be_names_fail_naming_the_key() {
+        let long = "x".repeat(304);
+        let bad = [
+            "pre/imp/../../escape.txt".to_string(),
+            "pre/imp/./dot.txt".into(),
+            "pre/imp//empty.txt".into(),
+            "pre/imp/a/..".into(),
+            "pre/imp/tab\there".into(),
+            "pre/imp/d\u{1}ir/x.txt".into(),
+            format!("pre/imp/{long}"),
+            format!("pre/imp/{long}/x.txt"),
+        ];
+        for key in &bad {
+            let err = alias(key, true).unwrap_err();
+            assert_eq!((err.status, err.code), (400, 9011), "{key:?}");
+            let location = format!("{:?}", key.strip_prefix("pre/").unwrap());
+            assert!(
+                err.message.contains(&location),
+                "{} names {location}",
+                err.message
+            );
+        }
+        // Flattened, only the file name is made, so only it must be a name.
+        assert_eq!(alias("pre/imp/a/./y", false).unwrap().name, "y");
+        assert_eq!(
+            alias("pre/imp/d\u{1}ir/x.txt", false).unwrap().name,
+            "x.txt"
+        );
+        assert!(alias("pre/imp/a/tab\there", false).is_err());
+        assert!(alias(&format!("pre/imp/{long}"), false).is_err());
+
+        let good = alias("pre/imp/sub/deep/c.txt", true).unwrap();
+        assert_eq!(
+            (good.folders, good.name.as_str(), good.location.as_str()),
+            (
+                vec!["sub".to_string(), "deep".into()],
+                "c.txt",
+                "imp/sub/deep/c.txt"
+            )
+        );
+    }
 }

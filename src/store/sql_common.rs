@@ -240,7 +240,13 @@ async fn insert_resolving(tx: &mut Conn, mut file: FileRec, overwrite: bool, aut
                 insert_file(tx, &file).await?;
                 return Ok(file.id);
             }
-            Some(_) if autorename => file.name = format!("_{n}_{base}"),
+            Some(_) if autorename => {
+                file.name = format!("_{n}_{base}");
+                // A longer name must still be a name: past 255 bytes the clash stays unresolved.
+                if crate::names::check(&file.name).is_err() {
+                    return Err(StoreError::Conflict);
+                }
+            }
             Some(_) => return Err(StoreError::Conflict),
         }
     }
