@@ -78,6 +78,7 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
         secret: state.secrets.seal("", &id),
         created_at: now,
         modified_at: now,
+        uid: crate::util::new_long_id(),
     };
     state.store.create_volume(&volume).await?;
     Ok(())

@@ -256,6 +256,7 @@ async fn validate(
         owner: user.username.clone(),
         file_id: file.id,
         volume_id: vol.id,
+        volume_uid: vol.uid,
         location: item.destination.location,
         object_key,
         properties: volume::effective_properties(&vol.service.properties, &given),

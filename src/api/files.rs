@@ -470,6 +470,7 @@ async fn copy(
     copy.size = source.size;
     copy.blob_id = source.blob_id.clone();
     copy.volume_id = source.volume_id.clone();
+    copy.volume_uid = source.volume_uid.clone();
     copy.location = source.location.clone();
     copy.is_public = source_public;
     copy.metadata = source.metadata.clone();
@@ -546,13 +547,9 @@ async fn download_info(
             "Downloading folders is not supported.",
         ));
     }
-    if let Some(volume_id) = &file.volume_id {
+    if file.volume_id.is_some() {
         // An alias: the bytes are the volume's object.
-        let volume = state
-            .store
-            .get_volume(volume_id)
-            .await?
-            .ok_or_else(super::volumes::volume_not_found)?;
+        let volume = state.alias_volume(&file).await?;
         if !volume.active {
             return Err(super::volumes::volume_inactive());
         }

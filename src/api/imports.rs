@@ -142,6 +142,7 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
         id: new_long_id(),
         owner: user.username.clone(),
         volume_id: vol.id,
+        volume_uid: vol.uid,
         location: item.source.location,
         project_id: parent.project_id,
         parent_id: parent.id,

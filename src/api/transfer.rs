@@ -155,15 +155,10 @@ async fn alias_bytes(
     file: &crate::store::FileRec,
     range: Option<ByteRange>,
 ) -> ApiResult<blob::ByteStream> {
-    let volume_id = file
-        .volume_id
-        .as_deref()
-        .ok_or_else(ApiError::file_not_found)?;
     let volume = state
-        .store
-        .get_volume(volume_id)
-        .await?
-        .ok_or_else(ApiError::file_not_found)?;
+        .alias_volume(file)
+        .await
+        .map_err(|_| ApiError::file_not_found())?;
     let key = crate::volume::object_key(
         &volume.service.prefix,
         file.location.as_deref().unwrap_or_default(),

@@ -139,6 +139,16 @@ impl AppState {
         Ok(volume)
     }
 
+    /// The volume an alias points at: the very volume it was made on, never another one made
+    /// later under the same id.
+    pub async fn alias_volume(&self, file: &crate::store::FileRec) -> ApiResult<VolumeRec> {
+        let volume_id = file.volume_id.as_deref().ok_or_else(volume_not_found)?;
+        match self.store.get_volume(volume_id).await? {
+            Some(v) if file.volume_uid.as_deref() == Some(v.uid.as_str()) => Ok(v),
+            _ => Err(volume_not_found()),
+        }
+    }
+
     /// The backend of a volume, with its secret unsealed; GCS volumes have none here.
     pub fn volume_backend(&self, v: &VolumeRec, secret: Option<&str>) -> ApiResult<VolumeBackend> {
         let unsealed;
@@ -188,6 +198,7 @@ async fn create(
         secret: state.secrets.seal(&spec.secret, &id),
         created_at: now,
         modified_at: now,
+        uid: crate::util::new_long_id(),
     };
     if record.service.kind != ServiceKind::Gcs {
         let backend = state.volume_backend(&record, Some(&spec.secret))?;
@@ -343,8 +354,10 @@ async fn update(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name)): VolumePath,
+    params: Params,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Value>> {
+    let force = params.flag("force")?;
     let before = state
         .volume_for(&user, &format!("{owner}/{name}"), Need::Admin)
         .await?;
@@ -398,6 +411,14 @@ async fn update(
             "This environment only supports RO buckets of type GCS.",
         ));
     }
+    let deactivating = before.active && !v.active;
+    let jobs_in_the_way = (deactivating
+        || repointed
+        || (before.access_mode == "RW" && v.access_mode != "RW"))
+        && state.store.unfinished_volume_jobs(&v.id).await? > 0;
+    if jobs_in_the_way && !(force && deactivating) {
+        return Err(jobs_running());
+    }
     let reconnect = v.service != before.service
         || new_secret.is_some()
         || (v.access_mode == "RW" && before.access_mode != "RW");
@@ -413,7 +434,38 @@ async fn update(
     }
     v.modified_at = now_ms();
     state.store.update_volume(&v).await?;
+    if jobs_in_the_way {
+        // Deactivated first: a job that commits meanwhile sees it and fails on its own.
+        fail_jobs_of(&state, &v).await?;
+    }
     Ok(Json(render(&state, &v)))
+}
+
+/// Ends the unfinished jobs of a volume deactivated with `force=true`, their workers fenced out.
+/// Without force, a volume whose exports or imports are unfinished is not deactivated, made
+/// read-only or re-pointed (`jobs_running`); every job also re-checks its volume when it
+/// commits, which covers one submitted meanwhile.
+async fn fail_jobs_of(state: &AppState, v: &VolumeRec) -> ApiResult<()> {
+    let error = ApiError::new(
+        409,
+        9103,
+        "The volume was deactivated (force=true) before the job finished; nothing was committed.",
+    );
+    let failed = state
+        .store
+        .fail_volume_jobs(&v.id, &serde_json::to_value(&error).unwrap_or_default())
+        .await?;
+    tracing::info!(volume = %v.id, jobs = failed, "volume deactivated with force; its jobs failed");
+    Ok(())
+}
+
+fn jobs_running() -> ApiError {
+    ApiError::new(
+        409,
+        90007,
+        "Exports or imports on this volume are still pending or running; wait for them, or \
+         deactivate it with force=true to fail them.",
+    )
 }
 
 async fn remove(
@@ -442,6 +494,7 @@ async fn remove(
                 "Files in projects are aliases of objects on this volume; delete them first.",
             ),
             StoreError::NotFound => volume_not_found(),
+            StoreError::Busy => jobs_running(),
             e => e.into(),
         })?;
     state.volume_clients.forget(&v.id);

@@ -151,9 +151,18 @@ impl Engine {
             .get_volume(&job.volume_id)
             .await
             .map_err(JobError::internal)?;
-        let volume = volume.ok_or_else(|| {
-            JobError::Terminal(ApiError::new(404, 9007, "Requested volume does not exist."))
-        })?;
+        let rights = self
+            .state
+            .store
+            .import_rights(&job.id)
+            .await
+            .map_err(JobError::internal)?;
+        if let Some(why) = rights.and_then(|r| r.refusal()) {
+            return Err(JobError::Terminal(super::refusal_error(why, "import")));
+        }
+        let volume = volume
+            .filter(|v| v.uid == job.volume_uid)
+            .ok_or_else(|| JobError::Terminal(super::volume_replaced("import")))?;
         if !volume.active {
             return Err(JobError::Terminal(ApiError::new(
                 403,

@@ -9,7 +9,7 @@ use crate::api::AppState;
 use crate::blob::volume::{VolumeBackend, VolumeError};
 use crate::blob::{self};
 use crate::error::ApiError;
-use crate::store::{Alias, ExportRec, FileRec, Finished, JobEnd, VolumeRec};
+use crate::store::{Alias, ExportRec, FileRec, Finished, JobEnd, Refusal, VolumeRec};
 use crate::util::{now_ms, random_hex};
 use commit::GroupCommit;
 use copy::{Target, STAMP};
@@ -139,6 +139,8 @@ struct Claimed {
     job: ExportRec,
     file: Option<FileRec>,
     volume: Option<Arc<ClaimedVolume>>,
+    /// Why the owner may no longer do this, read at the claim.
+    refused: Option<Refusal>,
 }
 
 /// A volume and its backend, opened once per claim for all of the claim's jobs on it.
@@ -334,6 +336,13 @@ impl Engine {
             .store
             .claimed_sources(&file_ids, &volume_ids)
             .await?;
+        let job_ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let mut refused: HashMap<String, Refusal> = HashMap::new();
+        for rights in self.state.store.export_rights(&job_ids).await? {
+            if let Some(why) = rights.refusal() {
+                refused.insert(rights.id, why);
+            }
+        }
         let files: HashMap<String, FileRec> =
             files.into_iter().map(|f| (f.id.clone(), f)).collect();
         let volumes: HashMap<String, Arc<ClaimedVolume>> = volumes
@@ -348,13 +357,19 @@ impl Engine {
             .map(|job| Claimed {
                 file: files.get(&job.file_id).cloned(),
                 volume: volumes.get(&job.volume_id).cloned(),
+                refused: refused.get(&job.id).copied(),
                 job,
             })
             .collect())
     }
 
     async fn run_job(self: Arc<Self>, claimed: Claimed, slot: OwnedSemaphorePermit) {
-        let Claimed { job, file, volume } = claimed;
+        let Claimed {
+            job,
+            file,
+            volume,
+            refused,
+        } = claimed;
         let heartbeat = {
             let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {
@@ -370,7 +385,7 @@ impl Engine {
             progress: Default::default(),
         };
         let outcome = tokio::select! {
-            r = self.execute(&ctx, file, volume) => r,
+            r = self.execute(&ctx, file, volume, refused) => r,
             _ = heartbeat => Err(JobError::LeaseLost),
         };
         self.running.fetch_sub(1, Ordering::Relaxed);
@@ -386,11 +401,15 @@ impl Engine {
         ctx: &JobCtx<'_>,
         file: Option<FileRec>,
         volume: Option<Arc<ClaimedVolume>>,
+        refused: Option<Refusal>,
     ) -> Result<(i64, Option<Alias>), JobError> {
         let job = ctx.job;
-        let claimed = volume.ok_or_else(|| {
-            JobError::Terminal(ApiError::new(404, 9007, "Requested volume does not exist."))
-        })?;
+        if let Some(why) = refused {
+            return Err(JobError::Terminal(refusal_error(why, "export")));
+        }
+        let claimed = volume
+            .filter(|v| v.rec.uid == job.volume_uid)
+            .ok_or_else(|| JobError::Terminal(volume_replaced("export")))?;
         let backend = claimed
             .backend
             .as_ref()
@@ -475,6 +494,7 @@ impl Engine {
             file_id: file.id.clone(),
             blob_id,
             volume_id: volume.id.clone(),
+            volume_uid: volume.uid.clone(),
             location: job.location.clone(),
         });
         Ok((size as i64, alias))
@@ -572,6 +592,9 @@ impl Engine {
                         return;
                     }
                     Some(Finished::LeaseLost) => return tracing::warn!(export = %job.id, "lease lost before the commit"),
+                    Some(Finished::Refused(why)) => JobEnd::Failed {
+                        error: api_error_json(&refusal_error(why, "export")),
+                    },
                     Some(Finished::SourceChanged) => JobEnd::Failed {
                         error: api_error_json(&ApiError::conflict("The source file changed while it was exported; the object on the volume was left as written.")),
                     },
@@ -652,6 +675,43 @@ impl Engine {
             error: api_error_json(&error),
         }
     }
+}
+
+/// The error a job ends with when its owner lost a right, or its volume changed, before it
+/// took effect. Nothing was written through it.
+pub fn refusal_error(why: Refusal, job: &str) -> ApiError {
+    match why {
+        Refusal::VolumeReplaced => volume_replaced(job),
+        Refusal::VolumeInactive => ApiError::new(
+            403,
+            9103,
+            format!("The volume was deactivated before the {job} took effect."),
+        ),
+        Refusal::VolumeReadOnly => ApiError::new(
+            403,
+            9026,
+            format!("The volume was made read-only (access_mode RO) before the {job} took effect."),
+        ),
+        Refusal::NoVolumeRight => ApiError::new(
+            403,
+            9020,
+            format!("Insufficient privileges to access the requested volume: its owner no longer grants the rights this {job} needs."),
+        ),
+        Refusal::NoProjectRight => ApiError::new(
+            403,
+            9003,
+            format!("Insufficient privileges to access the requested project: the rights this {job} needs on it were revoked."),
+        ),
+    }
+}
+
+/// The job's volume is gone, or another one now has its id.
+fn volume_replaced(job: &str) -> ApiError {
+    ApiError::new(
+        404,
+        9007,
+        format!("The volume was deleted, or replaced by another of the same name, before the {job} ran."),
+    )
 }
 
 fn exists_error_api() -> ApiError {

@@ -26,10 +26,16 @@ pub enum StoreError {
     /// Something still refers to the row (aliases pointing into a volume).
     #[error("still in use")]
     InUse,
+    /// Jobs that are not finished still need the row (exports or imports on a volume).
+    #[error("jobs are still running")]
+    Busy,
     /// The folder a file is to go into does not exist (any more), is not a folder, or
     /// belongs to another project.
     #[error("no such parent folder")]
     NoParent,
+    /// The job's owner lost a right, or its volume changed, before the write.
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     /// A folder would go inside itself or one of its own sub-folders.
     #[error("a folder cannot go inside itself")]
     IntoItself,
@@ -46,7 +52,13 @@ impl From<StoreError> for crate::error::ApiError {
                 Self::new(400, 5021, "Deleting non-empty folders is not supported.")
             }
             StoreError::InUse => Self::conflict("The resource is still in use."),
+            StoreError::Busy => Self::conflict("Jobs that use the resource are still running."),
             StoreError::NoParent => Self::new(404, 5026, "Destination folder not found."),
+            StoreError::Refused(_) => Self::new(
+                403,
+                9003,
+                "Insufficient privileges to access the requested project: write access was revoked.",
+            ),
             StoreError::IntoItself => Self::new(
                 400,
                 5033,
@@ -152,6 +164,8 @@ pub struct FileRec {
     pub blob_id: Option<String>,
     /// Set for an alias: the volume object this file points at.
     pub volume_id: Option<String>,
+    /// The alias's volume, by identity: a volume made again under the same id is another one.
+    pub volume_uid: Option<String>,
     pub location: Option<String>,
     /// Public reference data, or a copy of it: readable by all, never exportable.
     pub is_public: bool,
@@ -179,6 +193,7 @@ impl FileRec {
             size: None,
             blob_id: None,
             volume_id: None,
+            volume_uid: None,
             location: None,
             is_public: false,
             metadata: serde_json::Map::new(),
@@ -224,6 +239,8 @@ pub struct VolumeRec {
     pub secret: Vec<u8>,
     pub created_at: i64,
     pub modified_at: i64,
+    /// Never changes and is never reused, unlike `id`: aliases and jobs hold it.
+    pub uid: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -249,6 +266,8 @@ pub struct ExportRec {
     pub owner: String,
     pub file_id: String,
     pub volume_id: String,
+    /// The volume by identity (`VolumeRec::uid`) when the job was submitted.
+    pub volume_uid: String,
     /// Volume-relative, as submitted.
     pub location: String,
     /// The full key: the volume prefix joined with the location.
@@ -296,10 +315,54 @@ pub enum JobEnd {
     },
 }
 
+/// What a job's owner may still do with its volume and project, read at the moment of effect
+/// (a claim, a commit): rights are checked then, not only when the job was submitted.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRights {
+    pub id: String,
+    /// The job's volume still exists and is the very one it was submitted for.
+    pub volume_same: bool,
+    pub volume_active: bool,
+    /// RW, where the job needs it (exports); always true for imports.
+    pub volume_rw: bool,
+    /// The owner's right on the volume: `write` for an export, `copy` for an import.
+    pub volume_right: bool,
+    /// The owner's right on the project: `copy` (a copy) or `write` (a move) on the file's
+    /// project for an export, `write` on the destination for an import.
+    pub project_right: bool,
+}
+
+/// Why a job may no longer take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    VolumeReplaced,
+    VolumeInactive,
+    VolumeReadOnly,
+    NoVolumeRight,
+    NoProjectRight,
+}
+
+impl JobRights {
+    pub fn refusal(&self) -> Option<Refusal> {
+        [
+            (self.volume_same, Refusal::VolumeReplaced),
+            (self.volume_active, Refusal::VolumeInactive),
+            (self.volume_rw, Refusal::VolumeReadOnly),
+            (self.volume_right, Refusal::NoVolumeRight),
+            (self.project_right, Refusal::NoProjectRight),
+        ]
+        .into_iter()
+        .find_map(|(ok, why)| (!ok).then_some(why))
+    }
+}
+
 /// What recording one job's end did (see `Store::finish_exports`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
     Recorded,
+    /// The owner lost a right, or the volume changed, before the end was recorded; nothing was
+    /// written but the job's failure.
+    Refused(Refusal),
     /// Another attempt owns the job; nothing was written.
     LeaseLost,
     /// A move's file no longer holds the blob it copied; nothing was written.
@@ -312,6 +375,7 @@ pub struct Alias {
     pub file_id: String,
     pub blob_id: String,
     pub volume_id: String,
+    pub volume_uid: String,
     pub location: String,
 }
 
@@ -322,6 +386,8 @@ pub struct ImportRec {
     pub id: String,
     pub owner: String,
     pub volume_id: String,
+    /// The volume by identity (`VolumeRec::uid`) when the job was submitted.
+    pub volume_uid: String,
     /// Volume-relative; a folder ends with `/`.
     pub location: String,
     pub project_id: String,
@@ -545,6 +611,15 @@ pub trait Store: Send + Sync + 'static {
         file_ids: &[String],
         volume_ids: &[String],
     ) -> Result<(Vec<FileRec>, Vec<VolumeRec>)>;
+    /// What the owners of these exports may still do, now.
+    async fn export_rights(&self, ids: &[String]) -> Result<Vec<JobRights>>;
+    /// What the owner of this import may still do, now.
+    async fn import_rights(&self, id: &str) -> Result<Option<JobRights>>;
+    /// Exports and imports on a volume that are still PENDING or RUNNING.
+    async fn unfinished_volume_jobs(&self, volume_id: &str) -> Result<i64>;
+    /// Ends a volume's unfinished exports and imports as FAILED with `error`. Their attempt is
+    /// raised, so a worker still copying for one is fenced out and writes nothing more.
+    async fn fail_volume_jobs(&self, volume_id: &str, error: &serde_json::Value) -> Result<u64>;
     /// Puts jobs whose lease expired (their worker died or stalled) back in the queue; their
     /// next claim raises the attempt, which fences the old worker out.
     async fn expire_leases(&self, now: i64) -> Result<u64>;

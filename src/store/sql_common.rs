@@ -7,7 +7,7 @@
 
 use crate::store::{
     classify, Alias, Blob, ExportRec, FileFilter, FileRec, Finished, Idempotent, ImportBatch, ImportRec, JobEnd,
-    Member, Page, Part, Project, Store, StoreError, Upload, User, VolumeRec,
+    JobRights, Member, Page, Part, Project, Store, StoreError, Upload, User, VolumeRec,
 };
 use anyhow::Result;
 use async_trait::async_trait;
@@ -16,13 +16,13 @@ use sqlx::QueryBuilder;
 use std::collections::{HashMap, HashSet};
 
 const FILE_SELECT: &str = "SELECT f.id, f.project_id, f.parent_id, f.name, f.is_folder, f.size, \
-     f.blob_id, f.md5, f.crc32c, f.volume_id, f.location, f.is_public, f.metadata, f.tags, \
+     f.blob_id, f.md5, f.crc32c, f.volume_id, f.volume_uid, f.location, f.is_public, f.metadata, f.tags, \
      f.created_at, f.modified_at FROM files f";
 
 const VOLUME_COLUMNS: &str = "v.id, v.owner, v.name, v.description, v.access_mode, v.active, \
-     v.service, v.secret, v.created_at, v.modified_at";
+     v.service, v.secret, v.created_at, v.modified_at, v.uid";
 
-const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, location, object_key, properties, \
+const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, volume_uid, location, object_key, properties, \
      overwrite, copy_only, state, error, attempt, lease_owner, lease_expires_at, next_attempt_at, \
      upload_id, bytes_total, bytes_copied, created_at, started_at, finished_at";
 
@@ -30,7 +30,7 @@ const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, location, obje
 /// `expire_leases`, so claims stay on the `state = 'PENDING'` part of the queue index.)
 const RUNNABLE: &str = "(state = 'PENDING' AND next_attempt_at <= $1)";
 
-const IMPORT_COLUMNS: &str = "seq, id, owner, volume_id, location, project_id, parent_id, name, \
+const IMPORT_COLUMNS: &str = "seq, id, owner, volume_id, volume_uid, location, project_id, parent_id, name, \
      overwrite, autorename, preserve_folder_structure, state, error, attempt, lease_owner, \
      lease_expires_at, next_attempt_at, cursor, objects_imported, result_file_id, created_at, \
      started_at, finished_at";
@@ -66,8 +66,8 @@ async fn insert_file(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO files (id, project_id, parent_id, name, is_folder, size, blob_id, md5, crc32c, \
-         volume_id, location, is_public, metadata, tags, created_at, modified_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         volume_id, volume_uid, location, is_public, metadata, tags, created_at, modified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&file.id)
     .bind(&file.project_id)
@@ -79,6 +79,7 @@ async fn insert_file(
     .bind(&file.md5)
     .bind(&file.crc32c)
     .bind(&file.volume_id)
+    .bind(&file.volume_uid)
     .bind(&file.location)
     .bind(file.is_public)
     .bind(Json(&file.metadata))
@@ -159,6 +160,57 @@ fn push_list(qb: &mut QueryBuilder<'_, Db>, values: &[String]) {
         list.push_bind(None::<String>);
     }
     qb.push(")");
+}
+
+/// What the owners of these exports may still do (`JobRights`): a copy needs `copy` and a move
+/// `write` on the file's project, and both need `write` on an active RW volume that is still the
+/// one submitted to. Platform administrators hold every right.
+const EXPORT_RIGHTS: &str = "SELECT e.id, \
+     COALESCE(v.uid = e.volume_uid, FALSE) AS volume_same, \
+     COALESCE(v.active, FALSE) AS volume_active, \
+     COALESCE(v.access_mode = 'RW', FALSE) AS volume_rw, \
+     COALESCE(u.is_admin, FALSE) OR COALESCE(vm.write OR vm.admin, FALSE) AS volume_right, \
+     COALESCE(u.is_admin, FALSE) OR f.id IS NULL \
+         OR COALESCE(CASE WHEN e.copy_only THEN pm.copy ELSE pm.write END OR pm.admin, FALSE) AS project_right \
+     FROM exports e \
+     LEFT JOIN volumes v ON v.id = e.volume_id \
+     LEFT JOIN users u ON u.username = e.owner \
+     LEFT JOIN files f ON f.id = e.file_id \
+     LEFT JOIN members vm ON vm.kind = 'volume' AND vm.resource_id = e.volume_id AND vm.username = e.owner \
+     LEFT JOIN members pm ON pm.kind = 'project' AND pm.resource_id = f.project_id AND pm.username = e.owner \
+     WHERE e.id IN (";
+
+/// What the owner of an import may still do: `copy` on an active volume that is still the one
+/// submitted to, and `write` on the destination project.
+const IMPORT_RIGHTS: &str = "SELECT i.id, \
+     COALESCE(v.uid = i.volume_uid, FALSE) AS volume_same, \
+     COALESCE(v.active, FALSE) AS volume_active, \
+     TRUE AS volume_rw, \
+     COALESCE(u.is_admin, FALSE) OR COALESCE(vm.copy OR vm.admin, FALSE) AS volume_right, \
+     COALESCE(u.is_admin, FALSE) OR COALESCE(pm.write OR pm.admin, FALSE) AS project_right \
+     FROM imports i \
+     LEFT JOIN volumes v ON v.id = i.volume_id \
+     LEFT JOIN users u ON u.username = i.owner \
+     LEFT JOIN members vm ON vm.kind = 'volume' AND vm.resource_id = i.volume_id AND vm.username = i.owner \
+     LEFT JOIN members pm ON pm.kind = 'project' AND pm.resource_id = i.project_id AND pm.username = i.owner \
+     WHERE i.id = $1";
+
+async fn export_rights_in(conn: &mut Conn, ids: &[String]) -> Result<Vec<JobRights>, sqlx::Error> {
+    let mut qb = QueryBuilder::<Db>::new(EXPORT_RIGHTS);
+    push_list(&mut qb, ids);
+    qb.build_query_as().fetch_all(&mut *conn).await
+}
+
+/// Exports and imports on a volume that are not finished.
+async fn unfinished_jobs(conn: &mut Conn, volume_id: &str) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM exports WHERE state IN ('PENDING', 'RUNNING') AND volume_id = $1) \
+              + (SELECT COUNT(*) FROM imports WHERE state IN ('PENDING', 'RUNNING') AND volume_id = $1)",
+    )
+    .bind(volume_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n)
 }
 
 /// A page of one user's jobs, newest first, filtered by equal columns and by state.
@@ -546,7 +598,7 @@ impl Store for This {
         let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query(
             "INSERT INTO volumes (id, owner, name, description, access_mode, active, service, secret, \
-             created_at, modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             created_at, modified_at, uid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&v.id)
         .bind(&v.owner)
@@ -558,6 +610,7 @@ impl Store for This {
         .bind(&v.secret)
         .bind(v.created_at)
         .bind(v.modified_at)
+        .bind(&v.uid)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -621,6 +674,9 @@ impl Store for This {
             .await?;
         if alias.is_some() {
             return Err(StoreError::InUse);
+        }
+        if unfinished_jobs(&mut tx, id).await? > 0 {
+            return Err(StoreError::Busy);
         }
         let gone = sqlx::query("DELETE FROM volumes WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if gone.rows_affected() == 0 {
@@ -807,6 +863,20 @@ impl Store for This {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
         if let Some(upload_id) = upload_id {
+            // The uploader must still be allowed to write the project now, not only when they started.
+            let (may_write,): (bool,) = sqlx::query_as(
+                "SELECT COALESCE(u.is_admin, FALSE) OR COALESCE(m.write OR m.admin, FALSE) FROM uploads up \
+                 LEFT JOIN users u ON u.username = up.owner \
+                 LEFT JOIN members m ON m.kind = 'project' AND m.resource_id = up.project_id AND m.username = up.owner \
+                 WHERE up.id = $1",
+            )
+            .bind(upload_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            if !may_write {
+                return Err(StoreError::Refused(crate::store::Refusal::NoProjectRight));
+            }
             let gone = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload_id).execute(&mut *tx).await?;
             if gone.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
@@ -866,14 +936,15 @@ impl Store for This {
         // One statement per 100 rows (12 binds each) keeps well under both engines' limits.
         for chunk in jobs.chunks(100) {
             let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO exports (id, owner, file_id, volume_id, location, object_key, properties, \
-                 overwrite, copy_only, state, bytes_total, created_at) ",
+                "INSERT INTO exports (id, owner, file_id, volume_id, volume_uid, location, object_key, \
+                 properties, overwrite, copy_only, state, bytes_total, created_at) ",
             );
             qb.push_values(chunk, |mut row, j| {
                 row.push_bind(&j.id)
                     .push_bind(&j.owner)
                     .push_bind(&j.file_id)
                     .push_bind(&j.volume_id)
+                    .push_bind(&j.volume_uid)
                     .push_bind(&j.location)
                     .push_bind(&j.object_key)
                     .push_bind(Json(&j.properties))
@@ -974,6 +1045,39 @@ impl Store for This {
         Ok((files, volumes))
     }
 
+    async fn unfinished_volume_jobs(&self, volume_id: &str) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(unfinished_jobs(&mut conn, volume_id).await?)
+    }
+
+    async fn fail_volume_jobs(&self, volume_id: &str, error: &serde_json::Value) -> Result<u64> {
+        let mut tx = self.begin_write(&self.jobs_pool).await?;
+        let mut failed = 0;
+        for table in ["exports", "imports"] {
+            let done = sqlx::query(&format!(
+                "UPDATE {table} SET state = 'FAILED', error = $1, attempt = attempt + 1, lease_owner = NULL, \
+                 lease_expires_at = 0, finished_at = $2 WHERE state IN ('PENDING', 'RUNNING') AND volume_id = $3"
+            ))
+            .bind(Json(error))
+            .bind(crate::util::now_ms())
+            .bind(volume_id)
+            .execute(&mut *tx)
+            .await?;
+            failed += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(failed)
+    }
+
+    async fn export_rights(&self, ids: &[String]) -> Result<Vec<JobRights>> {
+        let mut conn = self.jobs_pool.acquire().await?;
+        Ok(export_rights_in(&mut conn, ids).await?)
+    }
+
+    async fn import_rights(&self, id: &str) -> Result<Option<JobRights>> {
+        Ok(sqlx::query_as(IMPORT_RIGHTS).bind(id).fetch_optional(&self.jobs_pool).await?)
+    }
+
     async fn expire_leases(&self, now: i64) -> Result<u64> {
         let mut expired = 0;
         for table in ["exports", "imports"] {
@@ -1030,6 +1134,24 @@ impl Store for This {
                 _ => Finished::LeaseLost,
             })
             .collect();
+        // Rights hold at the moment of effect: a job whose owner lost them, or whose volume
+        // changed, since the claim records its failure instead of its result.
+        let completing: Vec<String> = (0..ends.len())
+            .filter(|i| outcomes[*i] == Finished::Recorded && matches!(ends[*i].2, JobEnd::Completed { .. }))
+            .map(|i| ends[i].0.to_string())
+            .collect();
+        if !completing.is_empty() {
+            let refused: HashMap<String, crate::store::Refusal> = export_rights_in(&mut tx, &completing)
+                .await?
+                .into_iter()
+                .filter_map(|r| r.refusal().map(|why| (r.id, why)))
+                .collect();
+            for (i, (id, ..)) in ends.iter().enumerate() {
+                if let (Finished::Recorded, Some(why)) = (outcomes[i], refused.get(*id)) {
+                    outcomes[i] = Finished::Refused(*why);
+                }
+            }
+        }
         let owned = |i: &usize| outcomes[*i] == Finished::Recorded;
 
         // Moves flip their files, fenced by the blob each copy read.
@@ -1042,11 +1164,11 @@ impl Store for This {
             .collect();
         if !moves.is_empty() {
             let nothing = Alias::default();
-            let mut qb = QueryBuilder::<Db>::new("WITH v (file_id, blob_id, volume_id, location) AS (");
+            let mut qb = QueryBuilder::<Db>::new("WITH v (file_id, blob_id, volume_id, volume_uid, location) AS (");
             qb.push_values(padded(moves.iter().map(|(_, a)| *a).collect(), &nothing), |mut row, a| {
-                row.push_bind(&a.file_id).push_bind(&a.blob_id).push_bind(&a.volume_id).push_bind(&a.location);
+                row.push_bind(&a.file_id).push_bind(&a.blob_id).push_bind(&a.volume_id).push_bind(&a.volume_uid).push_bind(&a.location);
             });
-            qb.push(") UPDATE files SET blob_id = NULL, volume_id = v.volume_id, location = v.location, modified_at = ")
+            qb.push(") UPDATE files SET blob_id = NULL, volume_id = v.volume_id, volume_uid = v.volume_uid, location = v.location, modified_at = ")
                 .push_bind(now)
                 .push(" FROM v WHERE files.id = v.file_id AND files.blob_id = v.blob_id RETURNING files.id");
             let flipped: HashSet<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
@@ -1143,13 +1265,14 @@ impl Store for This {
         let mut tx = self.begin_write(&self.pool).await?;
         for j in jobs {
             sqlx::query(
-                "INSERT INTO imports (id, owner, volume_id, location, project_id, parent_id, name, overwrite, \
-                 autorename, preserve_folder_structure, state, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "INSERT INTO imports (id, owner, volume_id, volume_uid, location, project_id, parent_id, name, \
+                 overwrite, autorename, preserve_folder_structure, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&j.id)
             .bind(&j.owner)
             .bind(&j.volume_id)
+            .bind(&j.volume_uid)
             .bind(&j.location)
             .bind(&j.project_id)
             .bind(&j.parent_id)
@@ -1218,6 +1341,10 @@ impl Store for This {
         if fenced.rows_affected() == 0 {
             return Ok(false);
         }
+        let rights: Option<JobRights> = sqlx::query_as(IMPORT_RIGHTS).bind(&job.id).fetch_optional(&mut *tx).await?;
+        if let Some(why) = rights.and_then(|r| r.refusal()) {
+            return Err(StoreError::Refused(why));
+        }
         // Everything this batch makes hangs under the job's destination folder.
         check_parent(&mut tx, &job.project_id, &job.parent_id).await?;
         let base = match &batch.top_folder {
@@ -1234,6 +1361,7 @@ impl Store for This {
             file.size = Some(alias.size);
             file.md5 = alias.md5.clone();
             file.volume_id = Some(job.volume_id.clone());
+            file.volume_uid = Some(job.volume_uid.clone());
             file.location = Some(alias.location.clone());
             last = Some(insert_resolving(&mut tx, file, job.overwrite, job.autorename).await?);
         }

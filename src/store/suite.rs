@@ -80,6 +80,41 @@ async fn make_project(store: &DynStore, owner: &str, slug: &str) -> (Project, Fi
     (p, root)
 }
 
+/// The identity the suite's volumes get: derived from the id, so jobs can name it.
+fn uid_of(volume: &str) -> String {
+    format!("uid-{volume}")
+}
+
+/// A volume `owner/name` (its owner becomes its member), so that job ends pass the rights
+/// check of their commit.
+async fn make_volume(store: &DynStore, id: &str) {
+    let (owner, name) = id.split_once('/').unwrap();
+    let now = now_ms();
+    let v = VolumeRec {
+        id: id.into(),
+        owner: owner.into(),
+        name: name.into(),
+        description: None,
+        access_mode: "RW".into(),
+        active: true,
+        service: crate::volume::Service {
+            kind: crate::volume::ServiceKind::S3,
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            credential_id: String::new(),
+            root: String::new(),
+            properties: Default::default(),
+        },
+        secret: vec![],
+        created_at: now,
+        modified_at: now,
+        uid: uid_of(id),
+    };
+    store.create_volume(&v).await.unwrap();
+}
+
 /// A blob with one file holding it, committed the way an upload commits.
 async fn add_blob_file(
     store: &DynStore,
@@ -580,6 +615,7 @@ fn job(id: &str, owner: &str, file: &FileRec, volume: &str, key: &str) -> Export
         owner: owner.into(),
         file_id: file.id.clone(),
         volume_id: volume.into(),
+        volume_uid: uid_of(volume),
         location: key.into(),
         object_key: key.into(),
         properties: serde_json::Map::new(),
@@ -602,6 +638,7 @@ fn job(id: &str, owner: &str, file: &FileRec, volume: &str, key: &str) -> Export
 
 async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
     store.create_user(&user("ann"), "h1").await.unwrap();
+    make_volume(&store, "ann/v").await;
     let (_, root) = make_project(&store, "ann", "p").await;
     let (_, a) = add_blob_file(&store, &root, "a", 1).await;
     let (_, b) = add_blob_file(&store, &root, "b", 1).await;
@@ -758,6 +795,7 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
 
 async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
     store.create_user(&user("ann"), "h1").await.unwrap();
+    make_volume(&store, "ann/v").await;
     let (_, root) = make_project(&store, "ann", "p").await;
     let (blob, f) = add_blob_file(&store, &root, "a", 3).await;
     store
@@ -777,6 +815,7 @@ async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
         file_id: f.id.clone(),
         blob_id: blob.id.clone(),
         volume_id: "ann/v".into(),
+        volume_uid: uid_of("ann/v"),
         location: "k".into(),
     };
     let end = JobEnd::Completed {
@@ -818,6 +857,7 @@ async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
         file_id: g.id.clone(),
         blob_id: "not-its-blob".into(),
         volume_id: "ann/v".into(),
+        volume_uid: uid_of("ann/v"),
         location: "k2".into(),
     };
     let result = finish(
@@ -844,6 +884,7 @@ async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
 
 async fn claims_share_workers_among_groups(store: DynStore) {
     store.create_user(&user("ann"), "h1").await.unwrap();
+    make_volume(&store, "ann/v").await;
     let (_, root) = make_project(&store, "ann", "p").await;
     let (_, f) = add_blob_file(&store, &root, "a", 1).await;
     let mut jobs = Vec::new();
@@ -888,6 +929,7 @@ async fn claims_share_workers_among_groups(store: DynStore) {
 
 async fn group_commits_record_each_end_on_its_own(store: DynStore) {
     store.create_user(&user("ann"), "h1").await.unwrap();
+    make_volume(&store, "ann/v").await;
     let (_, root) = make_project(&store, "ann", "p").await;
     let (blob_a, a) = add_blob_file(&store, &root, "a", 3).await;
     let (_, b) = add_blob_file(&store, &root, "b", 3).await;
@@ -909,6 +951,7 @@ async fn group_commits_record_each_end_on_its_own(store: DynStore) {
         file_id: f.id.clone(),
         blob_id: blob.into(),
         volume_id: "ann/v".into(),
+        volume_uid: uid_of("ann/v"),
         location: key.into(),
     };
     let moved = JobEnd::Completed {
@@ -978,6 +1021,7 @@ async fn group_commits_record_each_end_on_its_own(store: DynStore) {
 
 async fn moving_exports_are_found_in_one_query(store: DynStore) {
     store.create_user(&user("ann"), "h1").await.unwrap();
+    make_volume(&store, "ann/v").await;
     let (_, root) = make_project(&store, "ann", "p").await;
     let (_, a) = add_blob_file(&store, &root, "a", 1).await;
     let (_, b) = add_blob_file(&store, &root, "b", 1).await;
@@ -1044,6 +1088,7 @@ async fn moves_are_stored_and_keep_the_tree_whole(store: DynStore) {
 
 async fn files_go_only_into_folders_that_exist(store: DynStore) {
     store.create_user(&user("ann"), "h1").await.unwrap();
+    make_volume(&store, "ann/v").await;
     let (_, root) = make_project(&store, "ann", "p").await;
     // A folder deleted before a commit: nothing is committed into it.
     let gone = FileRec::new("ann/p", Some(&root.id), "gone", true);
@@ -1097,6 +1142,7 @@ async fn files_go_only_into_folders_that_exist(store: DynStore) {
         id: "imp".into(),
         owner: "ann".into(),
         volume_id: "ann/v".into(),
+        volume_uid: uid_of("ann/v"),
         location: "in/".into(),
         project_id: "ann/p".into(),
         parent_id: gone.id.clone(),

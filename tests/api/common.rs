@@ -36,6 +36,23 @@ impl TestServer {
         }
     }
 
+    /// Stops this server and starts another on the same data dir (its store, platform files
+    /// and key): with `engine.workers = 0` first, jobs stay queued until the restart runs them.
+    pub async fn restart_with(self, tune: impl FnOnce(&mut Config)) -> Self {
+        let Self { running, _dir, .. } = self;
+        running.stop().await.unwrap();
+        let mut config = Config::new("127.0.0.1:0", _dir.path());
+        tune(&mut config);
+        let running = server::start(config).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        Self {
+            running,
+            base,
+            http: reqwest::Client::new(),
+            _dir,
+        }
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }

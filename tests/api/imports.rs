@@ -245,12 +245,15 @@ async fn import_validation() {
     assert_error(&s.post(&bob, "/v2/storage/imports", json!({"source": {"volume": "ann/src", "location": "x"}, "destination": {"project": "bob/x"}})).await, 404, 9007);
     let listed = s.get(&t, "/v2/storage/imports?project=ann%2Fp").await;
     assert_eq!(listed.headers["x-total-matching-query"], "1");
-    s.call(
-        Method::PATCH,
-        &t,
-        "/v2/storage/volumes/ann/src",
-        Some(json!({"active": false})),
-    )
-    .await;
+    // The import made above is still pending: only a forced deactivation goes through.
+    let off = s
+        .call(
+            Method::PATCH,
+            &t,
+            "/v2/storage/volumes/ann/src?force=true",
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
     assert_error(&s.post(&t, "/v2/storage/imports", json!({"source": {"volume": "ann/src", "location": "x"}, "destination": {"project": "ann/p"}})).await, 403, 9103);
 }
