@@ -108,14 +108,9 @@ async fn check_parent(tx: &mut Conn, project_id: &str, parent: &str) -> Result<(
     }
 }
 
-/// Refuses to put `folder` under `parent` when `parent` is `folder` or lies inside it. Folder
-/// moves of one project take turns on the project row, so two crossing moves cannot each
-/// pass this check and make a cycle together.
-async fn check_outside(tx: &mut Conn, project_id: &str, folder: &str, parent: &str) -> Result<(), StoreError> {
-    sqlx::query(&format!("SELECT id FROM projects WHERE id = $1{ROW_LOCK}"))
-        .bind(project_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+/// Refuses to put `folder` under `parent` when `parent` is `folder` or lies inside it. The
+/// caller holds the project row (see `update_file`).
+async fn check_outside(tx: &mut Conn, folder: &str, parent: &str) -> Result<(), StoreError> {
     // UNION, not UNION ALL: the walk ends even on a tree that is somehow already cyclic.
     let inside: Option<(String,)> = sqlx::query_as(
         "WITH RECURSIVE up (id, parent_id) AS ( \
@@ -744,16 +739,30 @@ impl Store for This {
 
     async fn update_file(&self, file: &FileRec) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
-        let current: Option<(String, Option<String>, bool)> =
-            sqlx::query_as(&format!("SELECT project_id, parent_id, is_folder FROM files WHERE id = $1{ROW_LOCK}"))
+        let kind: Option<(String, bool)> = sqlx::query_as("SELECT project_id, is_folder FROM files WHERE id = $1")
+            .bind(&file.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (project_id, is_folder) = kind.ok_or(StoreError::NotFound)?;
+        if is_folder {
+            // Updates of a project's folders take turns on the project row (Postgres), before
+            // any file row: two crossing folder moves can then neither both pass the subtree
+            // check and make a cycle, nor wait on each other's rows.
+            sqlx::query(&format!("SELECT id FROM projects WHERE id = $1{ROW_LOCK}"))
+                .bind(&project_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let current: Option<(Option<String>,)> =
+            sqlx::query_as(&format!("SELECT parent_id FROM files WHERE id = $1{ROW_LOCK}"))
                 .bind(&file.id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (project_id, old_parent, is_folder) = current.ok_or(StoreError::NotFound)?;
+        let (old_parent,) = current.ok_or(StoreError::NotFound)?;
         if file.parent_id != old_parent {
             let parent = file.parent_id.as_deref().ok_or(StoreError::NoParent)?;
             if is_folder {
-                check_outside(&mut tx, &project_id, &file.id, parent).await?;
+                check_outside(&mut tx, &file.id, parent).await?;
             }
             check_parent(&mut tx, &project_id, parent).await?;
         }
