@@ -412,10 +412,9 @@ async fn update(
         ));
     }
     let deactivating = before.active && !v.active;
-    let jobs_in_the_way = (deactivating
-        || repointed
-        || (before.access_mode == "RW" && v.access_mode != "RW"))
-        && state.store.unfinished_volume_jobs(&v.id).await? > 0;
+    let jobs_in_the_way =
+        (deactivating || repointed || (before.access_mode == "RW" && v.access_mode != "RW"))
+            && state.store.unfinished_volume_jobs(&v.id).await? > 0;
     if jobs_in_the_way && !(force && deactivating) {
         return Err(jobs_running());
     }

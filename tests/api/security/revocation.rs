@@ -38,9 +38,16 @@ async fn setup() -> Setup {
     let v = s.post(&root, "/v2/storage/volumes", json!({"name": "vol", "access_mode": "RW", "service": {"type": "local", "root": volume_dir}})).await;
     assert_eq!(v.status, 200, "{:?}", v.body);
     let all = json!({"read": true, "copy": true, "write": true, "admin": false});
-    for path in ["/v2/projects/root/p/members", "/v2/storage/volumes/root/vol/members"] {
+    for path in [
+        "/v2/projects/root/p/members",
+        "/v2/storage/volumes/root/vol/members",
+    ] {
         let r = s
-            .post(&root, path, json!({"username": "bob", "type": "USER", "permissions": all}))
+            .post(
+                &root,
+                path,
+                json!({"username": "bob", "type": "USER", "permissions": all}),
+            )
             .await;
         assert_eq!(r.status, 200, "{path}: {:?}", r.body);
     }
@@ -68,7 +75,13 @@ async fn finished(s: &TestServer, token: &str, path: &str) -> Value {
     panic!("{path} did not finish");
 }
 
-async fn export(s: &TestServer, token: &str, file: &Value, location: &str, move_it: bool) -> String {
+async fn export(
+    s: &TestServer,
+    token: &str,
+    file: &Value,
+    location: &str,
+    move_it: bool,
+) -> String {
     let r = s
         .post(
             token,
@@ -110,9 +123,16 @@ async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
     // Carol has every right too, until she is taken off the volume.
     let carol = s.user("carol").await;
     let all = json!({"read": true, "copy": true, "write": true, "admin": false});
-    for path in ["/v2/projects/root/p/members", "/v2/storage/volumes/root/vol/members"] {
+    for path in [
+        "/v2/projects/root/p/members",
+        "/v2/storage/volumes/root/vol/members",
+    ] {
         let r = s
-            .post(&root, path, json!({"username": "carol", "type": "USER", "permissions": all}))
+            .post(
+                &root,
+                path,
+                json!({"username": "carol", "type": "USER", "permissions": all}),
+            )
             .await;
         assert_eq!(r.status, 200, "{path}: {:?}", r.body);
     }
@@ -125,7 +145,12 @@ async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
     // The rights go while the jobs wait: carol leaves the volume, bob keeps only read on the
     // project.
     let gone = s
-        .call(Method::DELETE, &root, "/v2/storage/volumes/root/vol/members/carol", None)
+        .call(
+            Method::DELETE,
+            &root,
+            "/v2/storage/volumes/root/vol/members/carol",
+            None,
+        )
         .await;
     assert_eq!(gone.status, 204, "{:?}", gone.body);
     let read_only = s
@@ -154,7 +179,12 @@ async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
     assert!(!volume_dir.join("one.txt").exists());
     assert!(!volume_dir.join("two.txt").exists());
     for (file, bytes) in [(&f1, &b"one"[..]), (&f2, &b"two"[..])] {
-        let got = s.get(&root, &format!("/v2/files/{}", file["id"].as_str().unwrap())).await;
+        let got = s
+            .get(
+                &root,
+                &format!("/v2/files/{}", file["id"].as_str().unwrap()),
+            )
+            .await;
         assert_eq!(got.body["storage"]["type"], "PLATFORM", "{:?}", got.body);
         let body = s.download(&root, file["id"].as_str().unwrap(), None).await;
         assert_eq!(body.bytes().await.unwrap(), bytes);
@@ -174,7 +204,9 @@ async fn a_volume_with_unfinished_jobs_is_not_changed_under_them_unless_forced()
         volume_dir,
         ..
     } = setup;
-    let f = s.upload(&bob, "root/p", "moving.txt", b"moving bytes").await;
+    let f = s
+        .upload(&bob, "root/p", "moving.txt", b"moving bytes")
+        .await;
     let job_id = export(&s, &bob, &f, "moving.txt", true).await;
     let patch = |body: Value, query: &'static str| {
         let s = &s;
@@ -199,7 +231,10 @@ async fn a_volume_with_unfinished_jobs_is_not_changed_under_them_unless_forced()
     );
     // Nothing changed.
     let v = s.get(&root, "/v2/storage/volumes/root/vol").await;
-    assert_eq!((v.body["active"].clone(), v.body["access_mode"].clone()), (json!(true), json!("RW")));
+    assert_eq!(
+        (v.body["active"].clone(), v.body["access_mode"].clone()),
+        (json!(true), json!("RW"))
+    );
 
     let forced = patch(json!({"active": false}), "?force=true").await;
     assert_eq!(forced.status, 200, "{:?}", forced.body);
@@ -233,7 +268,8 @@ async fn a_volume_with_unfinished_jobs_is_not_changed_under_them_unless_forced()
 #[tokio::test]
 async fn an_upload_completed_after_its_uploader_lost_write_access_writes_nothing() {
     let Setup { s, root, bob, .. } = setup().await;
-    s.upload(&root, "root/p", "report.txt", b"the owner's report").await;
+    s.upload(&root, "root/p", "report.txt", b"the owner's report")
+        .await;
     let init = s
         .post(&bob, "/v2/upload/multipart?overwrite=true", json!({"project": "root/p", "name": "report.txt", "size": 5, "part_size": 5 * 1024 * 1024}))
         .await;
@@ -246,20 +282,44 @@ async fn an_upload_completed_after_its_uploader_lost_write_access_writes_nothing
         .as_str()
         .unwrap()
         .to_string();
-    let put = s.http.put(&url).body(b"bob!!".to_vec()).send().await.unwrap();
+    let put = s
+        .http
+        .put(&url)
+        .body(b"bob!!".to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 200);
-    let etag = put.headers()["etag"].to_str().unwrap().trim_matches('"').to_string();
+    let etag = put.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
     let report = s
-        .post(&bob, &format!("/v2/upload/multipart/{id}/part/"), json!({"part_number": 1, "response": {"headers": {"ETag": etag}}}))
+        .post(
+            &bob,
+            &format!("/v2/upload/multipart/{id}/part/"),
+            json!({"part_number": 1, "response": {"headers": {"ETag": etag}}}),
+        )
         .await;
     assert_eq!(report.status, 200, "{:?}", report.body);
 
     let removed = s
-        .call(Method::DELETE, &root, "/v2/projects/root/p/members/bob", None)
+        .call(
+            Method::DELETE,
+            &root,
+            "/v2/projects/root/p/members/bob",
+            None,
+        )
         .await;
     assert_eq!(removed.status, 204, "{:?}", removed.body);
     let done = s
-        .call(Method::POST, &bob, &format!("/v2/upload/multipart/{id}/complete"), None)
+        .call(
+            Method::POST,
+            &bob,
+            &format!("/v2/upload/multipart/{id}/complete"),
+            None,
+        )
         .await;
     assert_eq!(done.status, 403, "{:?}", done.body);
     assert_eq!(done.body["code"], 9003, "{:?}", done.body);
@@ -267,6 +327,8 @@ async fn an_upload_completed_after_its_uploader_lost_write_access_writes_nothing
     let listed = s.get(&root, "/v2/files?project=root%2Fp").await;
     let items = listed.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
-    let body = s.download(&root, items[0]["id"].as_str().unwrap(), None).await;
+    let body = s
+        .download(&root, items[0]["id"].as_str().unwrap(), None)
+        .await;
     assert_eq!(body.bytes().await.unwrap(), &b"the owner's report"[..]);
 }
