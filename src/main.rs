@@ -116,6 +116,14 @@ struct ServeArgs {
     /// Export jobs this process runs at once.
     #[arg(long, env = "EGRESS_WORKERS", default_value_t = 16)]
     workers: usize,
+    /// Jobs one volume may run at once in this process; 0: three quarters of --workers, so a
+    /// stalled volume always leaves workers to the others.
+    #[arg(long, env = "EGRESS_MAX_WORKERS_PER_VOLUME", default_value_t = 0)]
+    max_workers_per_volume: usize,
+    /// Seconds a copy to S3 may move nothing (no answer, no part done) before the attempt is
+    /// given up and retried.
+    #[arg(long, env = "EGRESS_STALL_TIMEOUT_SECS", default_value_t = 120)]
+    stall_timeout_secs: u64,
     /// Largest object copied with one server-side CopyObject; above it, multipart copy.
     #[arg(long, env = "EGRESS_MULTIPART_COPY_CUTOFF", default_value_t = 5 * 1024 * 1024 * 1024)]
     multipart_copy_cutoff: u64,
@@ -246,6 +254,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_attempts: args.max_attempts.max(1),
         retry_base: Duration::from_millis(args.retry_base_ms.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        stall_timeout: Duration::from_secs(args.stall_timeout_secs.max(1)),
+        max_workers_per_volume: args.max_workers_per_volume,
         ..Default::default()
     };
     config.volume_policy = egress::volume::VolumePolicy {

@@ -1,5 +1,6 @@
 //! Object storage: the platform's own storage (a local folder or an S3 bucket), and checksums.
 
+pub mod activity;
 mod checksum;
 mod local;
 pub mod local_root;

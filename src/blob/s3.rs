@@ -4,8 +4,10 @@ use super::{ByteRange, ByteStream, ObjectStore};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::config::endpoint::{Endpoint, EndpointFuture, Params, ResolveEndpoint};
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
@@ -13,6 +15,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_types::endpoint::EndpointAuthScheme;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use std::time::Duration;
 use tokio_util::io::ReaderStream;
 
 /// Parts of a streamed write; memory per write is bounded by this.
@@ -61,16 +64,58 @@ impl S3Location {
     }
 }
 
+/// How long an object-store call may wait. No call may hang a worker or a request forever, yet a
+/// long legitimate transfer must never be cut: there is no cap on a whole call, only on each wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// From sending a request until the head of its answer (the request's body is sent meanwhile).
+    pub first_byte: Duration,
+    /// A body, either way, may move slower than 1 byte/s for this long before the call fails.
+    pub stalled_body: Duration,
+}
+
+impl Timeouts {
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        first_byte: Duration::from_secs(60),
+        stalled_body: Duration::from_secs(20),
+    };
+}
+
 /// Builds one reusable S3 client: path-style, explicit credentials, no default checksum
-/// headers (some S3-compatible servers reject them).
+/// headers (some S3-compatible servers reject them), the default timeouts, and the activity
+/// interceptor the engine's stall detection reads.
 pub fn build_client(endpoint: Option<&str>, region: &str, credentials: Credentials) -> Client {
+    build_client_with(endpoint, region, credentials, Timeouts::DEFAULT)
+}
+
+fn build_client_with(
+    endpoint: Option<&str>,
+    region: &str,
+    credentials: Credentials,
+    timeouts: Timeouts,
+) -> Client {
     let mut conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(credentials)
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(timeouts.connect)
+                .read_timeout(timeouts.first_byte)
+                .build(),
+        )
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(timeouts.stalled_body)
+                .build(),
+        )
+        .interceptor(super::activity::Observe);
     if let Some(endpoint) = endpoint {
         conf = conf.endpoint_resolver(PathStyle::new(endpoint));
     }
@@ -369,6 +414,87 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn test_client(endpoint: &str, first_byte: Duration) -> Client {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte,
+            stalled_body: Duration::from_secs(2),
+        };
+        let credentials = Credentials::new("k", "s", None, None, "test");
+        build_client_with(Some(endpoint), "us-east-1", credentials, timeouts)
+    }
+
+    /// An endpoint that accepts connections and reads requests but never answers: a call must
+    /// fail with a retryable timeout instead of holding its caller forever.
+    #[tokio::test]
+    async fn a_silent_endpoint_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = test_client(&endpoint, Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let err = client
+            .head_object()
+            .bucket("b")
+            .key("k")
+            .send()
+            .await
+            .unwrap_err();
+        let classified = crate::blob::volume::classify(&err);
+        assert_eq!(classified.code, "Timeout", "{err:?}");
+        assert!(classified.retryable);
+        // The SDK's own retries (3 attempts) each wait 200 ms; nowhere near a hang.
+        assert!(started.elapsed() < Duration::from_secs(30));
+        silent.abort();
+    }
+
+    /// An answer moves the activity of the job whose task made the call on; between calls the
+    /// job is not busy.
+    #[tokio::test]
+    async fn answers_move_the_calling_job_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let answer = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let client = test_client(&endpoint, Duration::from_secs(5));
+        let activity = std::sync::Arc::new(super::super::activity::Activity::default());
+        let outside = client.head_object().bucket("b").key("k").send().await;
+        assert!(outside.is_err());
+        assert_eq!(activity.snapshot(), (0, false));
+        let inside = activity
+            .clone()
+            .scope(client.head_object().bucket("b").key("k").send())
+            .await;
+        assert!(inside.is_err());
+        let (events, busy) = activity.snapshot();
+        assert!(
+            events >= 2,
+            "the answer's head and the attempt's end: {events}"
+        );
+        assert!(!busy);
+        server.abort();
     }
 
     #[test]

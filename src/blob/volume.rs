@@ -56,6 +56,12 @@ pub fn classify<E: ProvideErrorMetadata>(
             status,
             retryable: true,
         },
+        // A connect or first-byte timeout comes from the connector.
+        SdkError::DispatchFailure(f) if f.is_timeout() => VolumeError {
+            code: "Timeout".into(),
+            status,
+            retryable: true,
+        },
         SdkError::DispatchFailure(_) => VolumeError {
             code: "ConnectionFailed".into(),
             status,

@@ -151,6 +151,7 @@ async fn start_multipart(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<String, Job
     .await;
     let created = observed("CreateMultipartUpload", created)?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
+    ctx.opened_upload(&upload_id);
     if !ctx
         .state
         .store

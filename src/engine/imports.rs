@@ -2,6 +2,7 @@
 //! bytes move; a folder import commits batches of aliases with the last key it covered, so
 //! a resumed attempt continues exactly where the previous one stopped.
 
+use super::stall::VolumeHold;
 use super::{api_error_json, keep_lease, Engine, JobError};
 use crate::blob::volume::{ObjectInfo, VolumeBackend};
 use crate::error::ApiError;
@@ -104,7 +105,12 @@ impl Engine {
             .await
     }
 
-    pub(super) async fn run_import(self: Arc<Self>, job: ImportRec, _slot: OwnedSemaphorePermit) {
+    /// Runs one import; its worker slot and its share of the volume are held until it ends.
+    pub(super) async fn run_import(
+        self: Arc<Self>,
+        job: ImportRec,
+        _slot: (OwnedSemaphorePermit, VolumeHold),
+    ) {
         let heartbeat = {
             let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {
@@ -297,7 +303,9 @@ impl Engine {
             Ok(true) => Ok(()),
             Ok(false) => Err(JobError::LeaseLost),
             Err(StoreError::Conflict) => Err(JobError::Exists),
-            Err(StoreError::Refused(why)) => Err(JobError::Terminal(super::refusal_error(why, "import"))),
+            Err(StoreError::Refused(why)) => {
+                Err(JobError::Terminal(super::refusal_error(why, "import")))
+            }
             Err(StoreError::NoParent) => Err(JobError::Terminal(ApiError::new(
                 404,
                 5026,

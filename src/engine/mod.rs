@@ -4,8 +4,10 @@
 mod commit;
 mod copy;
 mod imports;
+mod stall;
 
 use crate::api::AppState;
+use crate::blob::activity::Activity;
 use crate::blob::volume::{VolumeBackend, VolumeError};
 use crate::blob::{self};
 use crate::error::ApiError;
@@ -14,6 +16,7 @@ use crate::util::{now_ms, random_hex};
 use commit::GroupCommit;
 use copy::{Target, STAMP};
 use rand::Rng;
+use stall::{VolumeHold, VolumeLoad};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,6 +44,25 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// On shutdown, how long running copies may take to finish.
     pub shutdown_grace: Duration,
+    /// A copy to S3 that moves nothing for this long is given up and retried: no answer, no
+    /// part done (a request still being answered counts as moving; its own timeouts guard it).
+    pub stall_timeout: Duration,
+    /// Jobs one volume may run at once in this process; 0 means three quarters of `workers`,
+    /// so that a stalled volume always leaves workers to the others.
+    pub max_workers_per_volume: usize,
+}
+
+impl EngineConfig {
+    /// The per-volume cap in effect.
+    pub fn volume_cap(&self) -> usize {
+        match self.max_workers_per_volume {
+            0 => self
+                .workers
+                .saturating_sub((self.workers / 4).max(1))
+                .max(1),
+            n => n,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -57,6 +79,8 @@ impl Default for EngineConfig {
             retry_cap: Duration::from_secs(60),
             poll: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(120),
+            max_workers_per_volume: 0,
         }
     }
 }
@@ -132,6 +156,8 @@ pub struct Engine {
     commits: GroupCommit,
     /// Export jobs whose ends are still to come (the group commit waits for them briefly).
     running: Arc<AtomicUsize>,
+    /// Jobs running per volume, for the per-volume cap.
+    load: Arc<VolumeLoad>,
 }
 
 /// A claimed export with its file and volume, loaded for the whole claim at once.
@@ -159,11 +185,16 @@ pub struct JobCtx<'a> {
     state: &'a AppState,
     job: &'a ExportRec,
     progress: std::sync::atomic::AtomicU64,
+    /// What the stall watchdog reads.
+    activity: Arc<Activity>,
+    /// The multipart upload this attempt opened, to abort if the attempt is abandoned.
+    upload: std::sync::Mutex<Option<String>>,
 }
 
 impl JobCtx<'_> {
     /// Records progress, fenced by the attempt: false means the lease was lost.
     async fn add_progress(&self, bytes: u64) -> Result<(), JobError> {
+        self.activity.touch();
         let total = self
             .progress
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
@@ -179,6 +210,11 @@ impl JobCtx<'_> {
             Err(e) => Err(JobError::internal(e)),
         }
     }
+
+    /// Remembers the multipart upload this attempt opened.
+    fn opened_upload(&self, upload_id: &str) {
+        *self.upload.lock().unwrap_or_else(|e| e.into_inner()) = Some(upload_id.to_string());
+    }
 }
 
 impl Engine {
@@ -191,6 +227,7 @@ impl Engine {
             buffers: Semaphore::new(parts),
             commits: GroupCommit::start(state.store.clone(), running.clone()),
             running,
+            load: Default::default(),
             state,
             config,
         })
@@ -198,6 +235,8 @@ impl Engine {
 
     /// Holds room for `parts` part buffers of the global memory budget.
     async fn buffer_permit(&self, parts: u32) -> Option<SemaphorePermit<'_>> {
+        // Waiting for memory is no stall of the volume.
+        let _busy = Activity::current().map(|a| a.busy());
         self.buffers.acquire_many(parts).await.ok()
     }
 
@@ -223,11 +262,11 @@ impl Engine {
                 let _ = tokio::time::timeout(CLAIM_GATHER, slots.acquire_many(gather)).await;
             }
             let free = slots.available_permits();
-            let claimed = match self.claim(free, &mut groups, &mut refreshed).await {
+            let (claimed, capped) = match self.claim(free, &mut groups, &mut refreshed).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "claiming jobs failed; will retry");
-                    Vec::new()
+                    (Vec::new(), false)
                 }
             };
             let imports = match self.claim_imports(free.saturating_sub(claimed.len())).await {
@@ -241,13 +280,19 @@ impl Engine {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                tasks.spawn(self.clone().run_import(job, permit));
+                let hold = self.load.hold(&job.volume_id);
+                tasks.spawn(self.clone().run_import(job, (permit, hold)));
             }
             if claimed.is_empty() && slots.available_permits() == free {
+                // A volume at its cap may take more work once one of its jobs ends; wait a
+                // moment after that, so that one claim serves several ends.
                 tokio::select! {
                     _ = self.state.jobs.notified() => {}
                     _ = tokio::time::sleep(self.config.poll) => {}
                     _ = shutdown.changed() => {}
+                    _ = self.load.released(), if capped => {
+                        tokio::time::sleep(CLAIM_GATHER).await;
+                    }
                 }
                 continue;
             }
@@ -255,8 +300,9 @@ impl Engine {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
+                let hold = self.load.hold(&job.job.volume_id);
                 self.running.fetch_add(1, Ordering::Relaxed);
-                tasks.spawn(self.clone().run_job(job, permit));
+                tasks.spawn(self.clone().run_job(job, permit, hold));
             }
         }
         // A job frees its slot once its end is queued for the commit, but its task lives on
@@ -274,14 +320,15 @@ impl Engine {
     }
 
     /// Claims up to `free` jobs, sharing them round-robin among `(owner, volume)` groups so
-    /// that no user or volume starves the others. The group list is refreshed at most a few
-    /// times a second.
+    /// that no user or volume starves the others, and never more on a volume than its cap
+    /// leaves room for. The group list is refreshed at most a few times a second. The flag
+    /// says whether a volume at its cap was passed over.
     async fn claim(
         &self,
         free: usize,
         groups: &mut VecDeque<(String, String)>,
         refreshed: &mut Instant,
-    ) -> anyhow::Result<Vec<Claimed>> {
+    ) -> anyhow::Result<(Vec<Claimed>, bool)> {
         let now = now_ms();
         if groups.is_empty() || refreshed.elapsed() > Duration::from_millis(250) {
             let expired = self.state.store.expire_leases(now).await?;
@@ -300,11 +347,21 @@ impl Engine {
         let share = free.div_ceil(groups.len().max(1));
         let lease_until = now + self.config.lease.as_millis() as i64;
         let mut exhausted = Vec::new();
+        let cap = self.config.volume_cap();
+        // Claimed in this round per volume; `load` counts them only once they are spawned.
+        let mut taken: HashMap<&str, usize> = HashMap::new();
+        let mut capped = false;
         for (i, (owner, volume)) in groups.iter().enumerate() {
             if claimed.len() >= free {
                 break;
             }
-            let want = share.min(free - claimed.len()) as i64;
+            let taken = taken.entry(volume.as_str()).or_default();
+            let room = cap.saturating_sub(self.load.running(volume) + *taken);
+            if room == 0 {
+                capped = true;
+                continue;
+            }
+            let want = share.min(free - claimed.len()).min(room) as i64;
             let got = self
                 .state
                 .store
@@ -313,13 +370,14 @@ impl Engine {
             if (got.len() as i64) < want {
                 exhausted.push(i);
             }
+            *taken += got.len();
             claimed.extend(got);
         }
         for i in exhausted.into_iter().rev() {
             groups.remove(i);
         }
         groups.rotate_left(usize::from(!groups.is_empty()));
-        self.load_claimed(claimed).await
+        Ok((self.load_claimed(claimed).await?, capped))
     }
 
     /// Loads the files and volumes of claimed jobs, with one query for each.
@@ -363,7 +421,12 @@ impl Engine {
             .collect())
     }
 
-    async fn run_job(self: Arc<Self>, claimed: Claimed, slot: OwnedSemaphorePermit) {
+    async fn run_job(
+        self: Arc<Self>,
+        claimed: Claimed,
+        slot: OwnedSemaphorePermit,
+        hold: VolumeHold,
+    ) {
         let Claimed {
             job,
             file,
@@ -378,16 +441,37 @@ impl Engine {
             })
         };
         let claimed_at = Instant::now();
+        let activity = Arc::new(Activity::default());
         let ctx = JobCtx {
             engine: &self,
             state: &self.state,
             job: &job,
             progress: Default::default(),
+            activity: activity.clone(),
+            upload: Default::default(),
         };
-        let outcome = tokio::select! {
-            r = self.execute(&ctx, file, volume, refused) => r,
-            _ = heartbeat => Err(JobError::LeaseLost),
+        // Only copies to S3 are watched: a local volume's writes report no progress until done.
+        let destination = volume.clone();
+        let watched = destination
+            .as_ref()
+            .is_some_and(|v| matches!(v.backend, Ok(VolumeBackend::S3 { .. })));
+        let stall_timeout = self.config.stall_timeout;
+        let (outcome, abandoned) = tokio::select! {
+            r = activity.clone().scope(self.execute(&ctx, file, volume, refused)) => (r, false),
+            _ = heartbeat => (Err(JobError::LeaseLost), true),
+            _ = stall::watch(&activity, stall_timeout), if watched => {
+                tracing::warn!(export = %job.id, attempt = job.attempt, seconds = stall_timeout.as_secs_f64(), "the copy stalled; this attempt is given up");
+                metrics::counter!("egress_export_stalls_total").increment(1);
+                (Err(stall::stalled(stall_timeout)), true)
+            }
         };
+        drop(hold);
+        if abandoned {
+            let upload = ctx.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let (Some(upload_id), Some(destination)) = (upload, destination) {
+                stall::abort_abandoned(destination, job.object_key.clone(), upload_id);
+            }
+        }
         self.running.fetch_sub(1, Ordering::Relaxed);
         self.finish(&job, outcome, slot).await;
         metrics::histogram!("egress_export_claim_to_finish_seconds")
