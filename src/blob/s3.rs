@@ -497,6 +497,30 @@ mod tests {
         server.abort();
     }
 
+    /// An error inside a 200 (S3 documents it for CopyObject and CompleteMultipartUpload) is
+    /// worth another attempt, with or without a code the SDK could read.
+    #[test]
+    fn errors_inside_a_200_are_retryable() {
+        use aws_sdk_s3::config::http::HttpResponse;
+        use aws_sdk_s3::error::{ErrorMetadata, SdkError};
+        use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError;
+        for (code, status) in [(None, 200), (Some("InternalError"), 200), (None, 403)] {
+            let mut meta = ErrorMetadata::builder();
+            if let Some(code) = code {
+                meta = meta.code(code);
+            }
+            let err = SdkError::service_error(
+                CompleteMultipartUploadError::generic(meta.build()),
+                HttpResponse::new(
+                    status.try_into().unwrap(),
+                    aws_smithy_types::body::SdkBody::empty(),
+                ),
+            );
+            let classified = crate::blob::volume::classify(&err);
+            assert_eq!(classified.retryable, status == 200, "{code:?} {status}");
+        }
+    }
+
     #[test]
     fn parses_platform_urls() {
         let l = S3Location::parse(

@@ -87,8 +87,13 @@ pub fn classify<E: ProvideErrorMetadata>(
                     Some(s) => format!("HTTP{s}"),
                     None => "Unknown".into(),
                 });
-            let retryable =
-                status.is_some_and(|s| s >= 500) || RETRYABLE_CODES.contains(&code.as_str());
+            // S3 documents that CopyObject, UploadPartCopy and CompleteMultipartUpload may
+            // answer 200 and put an error in the body once the work is under way; whether or
+            // not it took effect, the call is safe to repeat.
+            let in_200 = status.is_some_and(|s| (200..300).contains(&s));
+            let retryable = in_200
+                || status.is_some_and(|s| s >= 500)
+                || RETRYABLE_CODES.contains(&code.as_str());
             VolumeError {
                 code,
                 status,

@@ -7,6 +7,7 @@ It stands in front of a real server (moto_server) and is steered from the test, 
     proxy.drop(2)                                   # the next 2 requests: connection closed, no answer
     proxy.stall(0.05)                               # every forwarded chunk waits 50 ms (both ways)
     proxy.hold(lambda r: "partNumber=" in r.target) # matching requests wait until release()
+    proxy.error_in_200(1, lambda r: r.method == "POST")  # the next match: 200 with an <Error> body
     proxy.release(drop_held=True)                   # let them go (or close them unanswered)
     proxy.passthrough()                             # no faults at all
     proxy.requests                                  # every request seen: method, target, headers, fault
@@ -36,8 +37,9 @@ class Request:
     method: str
     target: str
     headers: dict  # lower-case names
-    fault: str = "pass"  # pass | 503 | drop | held | held-dropped
+    fault: str = "pass"  # pass | 503 | drop | held | held-dropped | 200-error
     time: float = field(default_factory=time.time)
+    error_code: str = None  # the <Code> of a 200-error answer
 
     def header(self, name, default=None):
         return self.headers.get(name.lower(), default)
@@ -59,7 +61,8 @@ class FaultProxy:
         self._release_gen = 0
         self._drop_held_gen = set()
         self.requests = []
-        self.injected = {"503": 0, "drop": 0, "held": 0}
+        self._error_200 = None  # [count, predicate, code]
+        self.injected = {"503": 0, "drop": 0, "held": 0, "200-error": 0}
         self._sockets = set()
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -75,6 +78,7 @@ class FaultProxy:
     def passthrough(self):
         """No more faults; held requests are released and forwarded."""
         with self._lock:
+            self._error_200 = None
             self._slow_down = self._drop = 0
             self._stall = 0.0
             self._hold = None
@@ -95,6 +99,13 @@ class FaultProxy:
         """Delay every forwarded chunk (16 KiB at most) by this many seconds, in both directions."""
         with self._lock:
             self._stall = seconds_per_chunk
+
+    def error_in_200(self, n, predicate=None, code="InternalError"):
+        """The next `n` requests matching `predicate` (all when None) are answered `200 OK` with an
+        S3 `<Error>` body, as S3 may answer CopyObject and CompleteMultipartUpload once the work is
+        under way; with `code=None` the body has no `<Code>`. They never reach the upstream."""
+        with self._lock:
+            self._error_200 = [n, predicate or (lambda r: True), code]
 
     def hold(self, predicate=None):
         """Requests for which `predicate(request)` is true (all when None) wait before anything of
@@ -176,6 +187,16 @@ class FaultProxy:
                     return
                 if fault == "drop":
                     return
+                if fault == "200-error":
+                    if request.header("expect", "").lower() != "100-continue":
+                        _read_body(reader, request)
+                    body = _error_body(request.error_code)
+                    client.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                        + body
+                    )
+                    return
                 if fault == "held":
                     gen = self._release_gen
                     with self._lock:
@@ -214,6 +235,11 @@ class FaultProxy:
                 self._drop -= 1
                 request.fault = "drop"
                 self.injected["drop"] += 1
+            elif self._error_200 and self._error_200[0] > 0 and self._error_200[1](request):
+                self._error_200[0] -= 1
+                request.fault = "200-error"
+                request.error_code = self._error_200[2]
+                self.injected["200-error"] += 1
             elif self._hold is not None and self._hold(request):
                 request.fault = "held"
                 self.injected["held"] += 1
@@ -311,6 +337,15 @@ def _read_body(reader, request, forward=None):
     else:
         length = int(request.header("content-length", "0") or 0)
         reader.read_exact(length, sink)
+
+
+def _error_body(code):
+    code_element = f"<Code>{code}</Code>" if code else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error>{code_element}<Message>We encountered an internal error. Please try again.</Message>"
+        "<RequestId>FAULTPROXY</RequestId><HostId>faultproxy</HostId></Error>"
+    ).encode()
 
 
 def _close(sock):
