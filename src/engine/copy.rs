@@ -137,8 +137,10 @@ pub async fn copy_object(
         .map(|e| e.trim_matches('"').to_string()))
 }
 
-/// Creates a multipart upload and records its id on the job, so a later attempt can abort it.
+/// Creates a multipart upload and records its id on the job, so a later attempt can abort it;
+/// the intent recorded first covers a crash before the id is known.
 async fn start_multipart(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<String, JobError> {
+    super::orphans::record_intent(ctx, t).await?;
     let created = with_properties!(
         t.client
             .create_multipart_upload()

@@ -4,6 +4,7 @@
 mod commit;
 mod copy;
 mod imports;
+mod orphans;
 mod stall;
 
 use crate::api::AppState;
@@ -428,11 +429,13 @@ impl Engine {
         hold: VolumeHold,
     ) {
         let Claimed {
-            job,
+            mut job,
             file,
             volume,
             refused,
         } = claimed;
+        // What an earlier attempt recorded of a multipart upload is this attempt's to clean up.
+        let earlier = job.upload_id.take();
         let heartbeat = {
             let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {
@@ -456,8 +459,16 @@ impl Engine {
             .as_ref()
             .is_some_and(|v| matches!(v.backend, Ok(VolumeBackend::S3 { .. })));
         let stall_timeout = self.config.stall_timeout;
+        let work = async {
+            if let (Some(recorded), Some(Ok(VolumeBackend::S3 { client, bucket }))) =
+                (&earlier, destination.as_ref().map(|v| &v.backend))
+            {
+                orphans::clean_earlier(&ctx, client, bucket, recorded).await?;
+            }
+            self.execute(&ctx, file, volume, refused).await
+        };
         let (outcome, abandoned) = tokio::select! {
-            r = activity.clone().scope(self.execute(&ctx, file, volume, refused)) => (r, false),
+            r = activity.clone().scope(work) => (r, false),
             _ = heartbeat => (Err(JobError::LeaseLost), true),
             _ = stall::watch(&activity, stall_timeout), if watched => {
                 tracing::warn!(export = %job.id, attempt = job.attempt, seconds = stall_timeout.as_secs_f64(), "the copy stalled; this attempt is given up");

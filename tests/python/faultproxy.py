@@ -8,6 +8,8 @@ It stands in front of a real server (moto_server) and is steered from the test, 
     proxy.stall(0.05)                               # every forwarded chunk waits 50 ms (both ways)
     proxy.hold(lambda r: "partNumber=" in r.target) # matching requests wait until release()
     proxy.error_in_200(1, lambda r: r.method == "POST")  # the next match: 200 with an <Error> body
+    proxy.swallow(1, lambda r: r.method == "POST")  # the next match reaches the upstream; its answer
+                                                    # is thrown away and the client waits, as held
     proxy.release(drop_held=True)                   # let them go (or close them unanswered)
     proxy.passthrough()                             # no faults at all
     proxy.requests                                  # every request seen: method, target, headers, fault
@@ -37,7 +39,7 @@ class Request:
     method: str
     target: str
     headers: dict  # lower-case names
-    fault: str = "pass"  # pass | 503 | drop | held | held-dropped | 200-error
+    fault: str = "pass"  # pass | 503 | drop | held | held-dropped | 200-error | swallowed
     time: float = field(default_factory=time.time)
     error_code: str = None  # the <Code> of a 200-error answer
 
@@ -62,7 +64,8 @@ class FaultProxy:
         self._drop_held_gen = set()
         self.requests = []
         self._error_200 = None  # [count, predicate, code]
-        self.injected = {"503": 0, "drop": 0, "held": 0, "200-error": 0}
+        self._swallow = None  # [count, predicate]
+        self.injected = {"503": 0, "drop": 0, "held": 0, "200-error": 0, "swallowed": 0}
         self._sockets = set()
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +81,7 @@ class FaultProxy:
     def passthrough(self):
         """No more faults; held requests are released and forwarded."""
         with self._lock:
-            self._error_200 = None
+            self._error_200 = self._swallow = None
             self._slow_down = self._drop = 0
             self._stall = 0.0
             self._hold = None
@@ -106,6 +109,14 @@ class FaultProxy:
         under way; with `code=None` the body has no `<Code>`. They never reach the upstream."""
         with self._lock:
             self._error_200 = [n, predicate or (lambda r: True), code]
+
+    def swallow(self, n, predicate=None):
+        """The next `n` requests matching `predicate` (all when None) are sent to the upstream,
+        which acts on them, but its answer is thrown away: the client waits until `release()`,
+        which closes its connection unanswered. A request that took effect, and its sender never
+        learned."""
+        with self._lock:
+            self._swallow = [n, predicate or (lambda r: True)]
 
     def hold(self, predicate=None):
         """Requests for which `predicate(request)` is true (all when None) wait before anything of
@@ -197,6 +208,19 @@ class FaultProxy:
                         + body
                     )
                     return
+                if fault == "swallowed":
+                    sink = socket.create_connection(self.upstream)
+                    with self._lock:
+                        self._sockets.add(sink)
+                    self._send(sink, raw_head)
+                    _read_body(reader, request, lambda data: self._send(sink, data))
+                    threading.Thread(target=_discard, args=(sink,), daemon=True,
+                                     name="faultproxy-swallow").start()
+                    gen = self._release_gen
+                    with self._lock:
+                        while self._release_gen == gen and not self._closed:
+                            self._lock.wait(0.2)
+                    return  # the client never gets an answer
                 if fault == "held":
                     gen = self._release_gen
                     with self._lock:
@@ -240,6 +264,10 @@ class FaultProxy:
                 request.fault = "200-error"
                 request.error_code = self._error_200[2]
                 self.injected["200-error"] += 1
+            elif self._swallow and self._swallow[0] > 0 and self._swallow[1](request):
+                self._swallow[0] -= 1
+                request.fault = "swallowed"
+                self.injected["swallowed"] += 1
             elif self._hold is not None and self._hold(request):
                 request.fault = "held"
                 self.injected["held"] += 1
@@ -337,6 +365,17 @@ def _read_body(reader, request, forward=None):
     else:
         length = int(request.header("content-length", "0") or 0)
         reader.read_exact(length, sink)
+
+
+def _discard(sock):
+    """Read and drop everything `sock` sends until it closes."""
+    try:
+        while sock.recv(CHUNK):
+            pass
+    except OSError:
+        pass
+    finally:
+        _close(sock)
 
 
 def _error_body(code):
