@@ -37,7 +37,8 @@ impl TestServer {
     }
 
     /// Stops this server and starts another on the same data dir (its store, platform files
-    /// and key): with `engine.workers = 0` first, jobs stay queued until the restart runs them.
+    /// and key): with `engine.run_jobs = false` first, jobs stay queued until the restart runs
+    /// them.
     pub async fn restart_with(self, tune: impl FnOnce(&mut Config)) -> Self {
         let Self { running, _dir, .. } = self;
         running.stop().await.unwrap();
@@ -148,8 +149,33 @@ impl TestServer {
 
     /// Uploads `bytes` as one file through the multipart protocol and returns the file JSON.
     pub async fn upload(&self, token: &str, project: &str, name: &str, bytes: &[u8]) -> Value {
+        let id = self
+            .upload_parts(token, "/v2/upload/multipart", project, name, bytes)
+            .await;
+        let done = self
+            .call(
+                Method::POST,
+                token,
+                &format!("/v2/upload/multipart/{id}/complete"),
+                None,
+            )
+            .await;
+        assert_eq!(done.status, 200, "{:?}", done.body);
+        done.body
+    }
+
+    /// Starts an upload at `init_path` (which may carry `?overwrite=true`) and sends every part;
+    /// returns the upload id, for the caller to complete.
+    pub async fn upload_parts(
+        &self,
+        token: &str,
+        init_path: &str,
+        project: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> String {
         let init = self
-            .post(token, "/v2/upload/multipart", json!({"project": project, "name": name, "size": bytes.len(), "part_size": 5 * 1024 * 1024}))
+            .post(token, init_path, json!({"project": project, "name": name, "size": bytes.len(), "part_size": 5 * 1024 * 1024}))
             .await;
         assert_eq!(init.status, 200, "{:?}", init.body);
         let id = init.body["upload_id"].as_str().unwrap().to_string();
@@ -190,16 +216,38 @@ impl TestServer {
                 .await;
             assert_eq!(report.status, 200, "{:?}", report.body);
         }
-        let done = self
-            .call(
-                Method::POST,
+        id
+    }
+
+    /// Polls a job (`/v2/storage/exports/{id}` or `/v2/storage/imports/{id}`) until it is
+    /// COMPLETED or FAILED, and returns it; fails the test if it never ends.
+    pub async fn finished(&self, token: &str, path: &str) -> Value {
+        for _ in 0..500 {
+            let r = self.get(token, path).await;
+            if r.body["state"] == "COMPLETED" || r.body["state"] == "FAILED" {
+                return r.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{path} did not finish");
+    }
+
+    /// Makes `username` a member of a project or volume (`members_path`) with `permissions`.
+    pub async fn add_member(
+        &self,
+        token: &str,
+        members_path: &str,
+        username: &str,
+        permissions: Value,
+    ) {
+        let r = self
+            .post(
                 token,
-                &format!("/v2/upload/multipart/{id}/complete"),
-                None,
+                members_path,
+                json!({"username": username, "type": "USER", "permissions": permissions}),
             )
             .await;
-        assert_eq!(done.status, 200, "{:?}", done.body);
-        done.body
+        assert_eq!(r.status, 200, "{members_path}: {:?}", r.body);
     }
 
     /// Downloads a file through its signed URL, with an optional Range header.

@@ -34,20 +34,19 @@ async fn setup() -> Setup {
     }
 }
 
-fn local_body(name: &str, root: &Path) -> Value {
-    json!({"name": name, "access_mode": "RW", "service": {"type": "local", "root": root}})
+/// Makes the folder `vol` in `declared` and the local volume `root/vol` on it.
+async fn volume_in(s: &TestServer, admin: &str, declared: &Path) -> PathBuf {
+    let root = declared.join("vol");
+    std::fs::create_dir(&root).unwrap();
+    let ok = s
+        .post(admin, "/v2/storage/volumes", local_body("vol", &root))
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    root
 }
 
-/// Polls a job until it ends (bounded) and returns it.
-async fn finished(s: &TestServer, token: &str, path: &str) -> Value {
-    for _ in 0..500 {
-        let r = s.get(token, path).await;
-        if r.body["state"] == "COMPLETED" || r.body["state"] == "FAILED" {
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} did not finish");
+fn local_body(name: &str, root: &Path) -> Value {
+    json!({"name": name, "access_mode": "RW", "service": {"type": "local", "root": root}})
 }
 
 async fn import(s: &TestServer, token: &str, volume: &str, location: &str) -> Value {
@@ -60,7 +59,8 @@ async fn import(s: &TestServer, token: &str, volume: &str, location: &str) -> Va
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let id = r.body["id"].as_str().unwrap().to_string();
-    finished(s, token, &format!("/v2/storage/imports/{id}")).await
+    s.finished(token, &format!("/v2/storage/imports/{id}"))
+        .await
 }
 
 fn project_files(s: &TestServer) -> Vec<PathBuf> {
@@ -136,12 +136,7 @@ async fn symlinks_and_special_files_never_reach_outside_the_root() {
     let Setup {
         s, admin, declared, ..
     } = setup().await;
-    let root = declared.path().join("vol");
-    std::fs::create_dir(&root).unwrap();
-    let ok = s
-        .post(&admin, "/v2/storage/volumes", local_body("vol", &root))
-        .await;
-    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let root = volume_in(&s, &admin, declared.path()).await;
     let data_dir = s.data_dir().to_path_buf();
     std::fs::write(root.join("plain.txt"), b"plain").unwrap();
     symlink(data_dir.join("secret.key"), root.join("key")).unwrap();
@@ -211,7 +206,9 @@ async fn symlinks_and_special_files_never_reach_outside_the_root() {
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         let id = r.body["id"].as_str().unwrap().to_string();
-        let job = finished(&s, &admin, &format!("/v2/storage/exports/{id}")).await;
+        let job = s
+            .finished(&admin, &format!("/v2/storage/exports/{id}"))
+            .await;
         assert_eq!(job["state"], "FAILED", "{location}: {job:?}");
     }
     assert_eq!(project_files(&s), before, "nothing new in the data dir");
@@ -228,7 +225,9 @@ async fn symlinks_and_special_files_never_reach_outside_the_root() {
         )
         .await;
     let id = r.body["id"].as_str().unwrap().to_string();
-    let job = finished(&s, &admin, &format!("/v2/storage/exports/{id}")).await;
+    let job = s
+        .finished(&admin, &format!("/v2/storage/exports/{id}"))
+        .await;
     assert_eq!(job["state"], "COMPLETED", "{job:?}");
     assert_eq!(std::fs::read(root.join("key")).unwrap(), b"attacker bytes");
     assert!(!root.join("key").is_symlink());
@@ -243,12 +242,7 @@ async fn a_root_moved_behind_a_symlink_after_creation_is_no_longer_served() {
     let Setup {
         s, admin, declared, ..
     } = setup().await;
-    let root = declared.path().join("vol");
-    std::fs::create_dir(&root).unwrap();
-    let ok = s
-        .post(&admin, "/v2/storage/volumes", local_body("vol", &root))
-        .await;
-    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let root = volume_in(&s, &admin, declared.path()).await;
     assert_eq!(
         s.get(&admin, "/v2/storage/volumes/root/vol/list")
             .await
@@ -271,12 +265,7 @@ async fn overwrite_false_onto_a_huge_object_does_not_read_it_into_memory() {
     let Setup {
         s, admin, declared, ..
     } = setup().await;
-    let root = declared.path().join("vol");
-    std::fs::create_dir(&root).unwrap();
-    let ok = s
-        .post(&admin, "/v2/storage/volumes", local_body("vol", &root))
-        .await;
-    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let root = volume_in(&s, &admin, declared.path()).await;
     let huge = std::fs::File::create(root.join("huge.bin")).unwrap();
     huge.set_len(1 << 30).unwrap();
     let f = s.upload(&admin, "root/p", "small.txt", b"small").await;
@@ -289,7 +278,9 @@ async fn overwrite_false_onto_a_huge_object_does_not_read_it_into_memory() {
         )
         .await;
     let id = r.body["id"].as_str().unwrap().to_string();
-    let job = finished(&s, &admin, &format!("/v2/storage/exports/{id}")).await;
+    let job = s
+        .finished(&admin, &format!("/v2/storage/exports/{id}"))
+        .await;
     assert_eq!(job["state"], "FAILED", "{job:?}");
     assert_eq!(job["error"]["code"], 9107, "{job:?}");
     let grown = peak_rss_kib() - peak_before;

@@ -1,5 +1,5 @@
 //! Rights hold at the moment of effect. Jobs are submitted to a server whose engine runs no
-//! workers, so they wait in the queue; rights change; then a restart runs them. Uploads re-check
+//! jobs, so they wait in the queue; rights change; then a restart runs them. Uploads re-check
 //! write access when they complete. A volume is not deactivated, made read-only or deleted under
 //! unfinished jobs, unless a deactivation is forced, which fails them.
 
@@ -19,9 +19,10 @@ struct Setup {
     _declared: tempfile::TempDir,
 }
 
-fn tune(c: &mut egress::server::Config, declared: PathBuf, workers: usize) {
+fn tune(c: &mut egress::server::Config, declared: PathBuf, run_jobs: bool) {
     c.volume_policy.local_roots = vec![declared];
-    c.engine.workers = workers;
+    c.engine.run_jobs = run_jobs;
+    c.engine.workers = 4;
     c.engine.poll = Duration::from_millis(20);
 }
 
@@ -29,7 +30,7 @@ fn tune(c: &mut egress::server::Config, declared: PathBuf, workers: usize) {
 async fn setup() -> Setup {
     let declared = tempfile::tempdir().unwrap();
     let path = declared.path().to_path_buf();
-    let s = TestServer::start_with(|c| tune(c, path, 0)).await;
+    let s = TestServer::start_with(|c| tune(c, path, false)).await;
     let root = s.admin("root").await;
     let bob = s.user("bob").await;
     s.project(&root, "p").await;
@@ -37,20 +38,7 @@ async fn setup() -> Setup {
     std::fs::create_dir(&volume_dir).unwrap();
     let v = s.post(&root, "/v2/storage/volumes", json!({"name": "vol", "access_mode": "RW", "service": {"type": "local", "root": volume_dir}})).await;
     assert_eq!(v.status, 200, "{:?}", v.body);
-    let all = json!({"read": true, "copy": true, "write": true, "admin": false});
-    for path in [
-        "/v2/projects/root/p/members",
-        "/v2/storage/volumes/root/vol/members",
-    ] {
-        let r = s
-            .post(
-                &root,
-                path,
-                json!({"username": "bob", "type": "USER", "permissions": all}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
-    }
+    add_everywhere(&s, &root, "bob").await;
     Setup {
         s,
         root,
@@ -60,19 +48,19 @@ async fn setup() -> Setup {
     }
 }
 
-async fn run_jobs(s: TestServer, declared: PathBuf) -> TestServer {
-    s.restart_with(|c| tune(c, declared, 4)).await
+/// Makes `username` a member of `root/p` and `root/vol` with every right but admin.
+async fn add_everywhere(s: &TestServer, root: &str, username: &str) {
+    let all = json!({"read": true, "copy": true, "write": true, "admin": false});
+    for path in [
+        "/v2/projects/root/p/members",
+        "/v2/storage/volumes/root/vol/members",
+    ] {
+        s.add_member(root, path, username, all.clone()).await;
+    }
 }
 
-async fn finished(s: &TestServer, token: &str, path: &str) -> Value {
-    for _ in 0..500 {
-        let r = s.get(token, path).await;
-        if r.body["state"] == "COMPLETED" || r.body["state"] == "FAILED" {
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} did not finish");
+async fn run_jobs(s: TestServer, declared: PathBuf) -> TestServer {
+    s.restart_with(|c| tune(c, declared, true)).await
 }
 
 async fn export(
@@ -122,20 +110,7 @@ async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
     } = setup;
     // Carol has every right too, until she is taken off the volume.
     let carol = s.user("carol").await;
-    let all = json!({"read": true, "copy": true, "write": true, "admin": false});
-    for path in [
-        "/v2/projects/root/p/members",
-        "/v2/storage/volumes/root/vol/members",
-    ] {
-        let r = s
-            .post(
-                &root,
-                path,
-                json!({"username": "carol", "type": "USER", "permissions": all}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
-    }
+    add_everywhere(&s, &root, "carol").await;
     let f1 = s.upload(&carol, "root/p", "one.txt", b"one").await;
     let f2 = s.upload(&bob, "root/p", "two.txt", b"two").await;
     std::fs::write(volume_dir.join("incoming.txt"), b"incoming").unwrap();
@@ -164,14 +139,20 @@ async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
     assert_eq!(read_only.status, 200, "{:?}", read_only.body);
 
     let s = run_jobs(s, dir).await;
-    let job = finished(&s, &carol, &format!("/v2/storage/exports/{off_volume}")).await;
+    let job = s
+        .finished(&carol, &format!("/v2/storage/exports/{off_volume}"))
+        .await;
     assert_eq!(job["state"], "FAILED", "{job:?}");
     assert_eq!(job["error"]["status"], 403, "{job:?}");
     assert_eq!(job["error"]["code"], 9020, "{job:?}");
-    let job = finished(&s, &bob, &format!("/v2/storage/exports/{off_project}")).await;
+    let job = s
+        .finished(&bob, &format!("/v2/storage/exports/{off_project}"))
+        .await;
     assert_eq!(job["state"], "FAILED", "{job:?}");
     assert_eq!(job["error"]["code"], 9003, "{job:?}");
-    let job = finished(&s, &bob, &format!("/v2/storage/imports/{import_id}")).await;
+    let job = s
+        .finished(&bob, &format!("/v2/storage/imports/{import_id}"))
+        .await;
     assert_eq!(job["state"], "FAILED", "{job:?}");
     assert_eq!(job["error"]["code"], 9003, "{job:?}");
 
@@ -270,39 +251,15 @@ async fn an_upload_completed_after_its_uploader_lost_write_access_writes_nothing
     let Setup { s, root, bob, .. } = setup().await;
     s.upload(&root, "root/p", "report.txt", b"the owner's report")
         .await;
-    let init = s
-        .post(&bob, "/v2/upload/multipart?overwrite=true", json!({"project": "root/p", "name": "report.txt", "size": 5, "part_size": 5 * 1024 * 1024}))
-        .await;
-    assert_eq!(init.status, 200, "{:?}", init.body);
-    let id = init.body["upload_id"].as_str().unwrap().to_string();
-    let url = s
-        .get(&bob, &format!("/v2/upload/multipart/{id}/part/1"))
-        .await
-        .body["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let put = s
-        .http
-        .put(&url)
-        .body(b"bob!!".to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
-    let etag = put.headers()["etag"]
-        .to_str()
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
-    let report = s
-        .post(
+    let id = s
+        .upload_parts(
             &bob,
-            &format!("/v2/upload/multipart/{id}/part/"),
-            json!({"part_number": 1, "response": {"headers": {"ETag": etag}}}),
+            "/v2/upload/multipart?overwrite=true",
+            "root/p",
+            "report.txt",
+            b"bob!!",
         )
         .await;
-    assert_eq!(report.status, 200, "{:?}", report.body);
 
     let removed = s
         .call(
