@@ -6,81 +6,18 @@ use crate::signing::UrlSigner;
 use crate::{blob, secret_key, store, sweeper};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    /// `None`: a SQLite file in the data dir.
-    pub database_url: Option<String>,
-    /// `None`: a folder in the data dir.
-    pub platform_storage: Option<String>,
-    /// `None`: `http://<listen address>`.
-    pub public_url: Option<String>,
-    pub secret_key_file: Option<PathBuf>,
-    pub rate_limit: u32,
-    pub rate_window: Duration,
-    pub body_limit: usize,
-    pub request_timeout: Duration,
-    /// A connection that has not sent a whole request head within this is closed.
-    pub header_read_timeout: Duration,
-    /// Open connections at most; past it, new ones wait to be accepted.
-    pub max_connections: usize,
-    pub url_ttl: Duration,
-    pub upload_ttl: Duration,
-    pub sweep_interval: Duration,
-    pub demo: bool,
-    pub volume_policy: crate::volume::VolumePolicy,
-    pub engine: crate::engine::EngineConfig,
-}
-
-impl Config {
-    /// Defaults for a server on `listen` keeping its state in `data_dir`.
-    pub fn new(listen: &str, data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            listen: listen.to_string(),
-            data_dir: data_dir.into(),
-            database_url: None,
-            platform_storage: None,
-            public_url: None,
-            secret_key_file: None,
-            rate_limit: 1000,
-            rate_window: Duration::from_secs(300),
-            body_limit: 1024 * 1024,
-            request_timeout: Duration::from_secs(300),
-            header_read_timeout: Duration::from_secs(30),
-            max_connections: 4096,
-            url_ttl: Duration::from_secs(3600),
-            upload_ttl: Duration::from_secs(24 * 3600),
-            sweep_interval: Duration::from_secs(30),
-            demo: false,
-            volume_policy: Default::default(),
-            engine: Default::default(),
-        }
-    }
-
-    pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("egress.db").display()))
-    }
-}
+pub use crate::config::{Config, StoreConfig};
 
 /// Opens the store a command names, creating the data dir first.
-pub async fn open_store(
-    data_dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> Result<store::DynStore> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let mut config = Config::new("127.0.0.1:0", data_dir);
-    config.database_url = database_url.map(str::to_string);
-    store::open(&config.database_url())
+pub async fn open_store(store: &StoreConfig) -> Result<store::DynStore> {
+    std::fs::create_dir_all(&store.data_dir)
+        .with_context(|| format!("creating {}", store.data_dir.display()))?;
+    store::open(&store.url())
         .await
         .context("opening the database")
 }
@@ -104,19 +41,21 @@ impl Running {
 }
 
 /// Binds, builds every part and starts serving in the background.
-pub async fn start(config: Config) -> Result<Running> {
+/// `config` is normalized first, so one built in code gets the same bounds as the CLI's.
+pub async fn start(mut config: Config) -> Result<Running> {
+    config.normalize();
     crate::metrics::handle();
-    let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
+    let store = open_store(&config.store).await?;
     let key_env = std::env::var("EGRESS_SECRET_KEY").ok();
     let key = secret_key::load(
-        &config.data_dir,
+        &config.store.data_dir,
         config.secret_key_file.as_deref(),
         key_env.as_deref(),
     )?;
     let platform_spec = config
         .platform_storage
         .clone()
-        .unwrap_or_else(|| config.data_dir.join("platform").display().to_string());
+        .unwrap_or_else(|| config.store.data_dir.join("platform").display().to_string());
     let platform = blob::open_platform(&platform_spec)
         .await
         .context("opening platform storage")?;
@@ -151,7 +90,7 @@ pub async fn start(config: Config) -> Result<Running> {
         volume_clients: Default::default(),
     });
     if config.demo {
-        crate::demo::setup(&state, &config.data_dir).await?;
+        crate::demo::setup(&state, &config.store.data_dir).await?;
     }
     let background = Background::start().context("starting the background runtime")?;
     let sweeper = background.spawn(sweeper::run(state.clone(), config.sweep_interval));
@@ -161,9 +100,11 @@ pub async fn start(config: Config) -> Result<Running> {
         let (state, engine_config) = (state.clone(), config.engine.clone());
         // Built on the background runtime, so that the tasks it spawns run there too.
         background.spawn(async move {
-            crate::engine::Engine::new(state, engine_config)
-                .run(engine_stopped)
-                .await
+            if engine_config.run_jobs {
+                crate::engine::Engine::new(state, engine_config)
+                    .run(engine_stopped)
+                    .await
+            }
         })
     };
     let app = api::router(state.clone());
@@ -203,15 +144,18 @@ fn local_volume_policy(
     let resolve = |path: &std::path::Path| {
         std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))
     };
-    let mut policy = config.volume_policy.clone();
-    let mut declared = std::mem::take(&mut policy.local_roots);
+    let mut policy = crate::volume::VolumePolicy {
+        allow_endpoints: config.volume_policy.allow_endpoints.clone(),
+        ..Default::default()
+    };
+    let mut declared = config.volume_policy.local_roots.clone();
     if config.demo {
-        let folder = crate::demo::volume_folder(&resolve(&config.data_dir)?);
+        let folder = crate::demo::volume_folder(&resolve(&config.store.data_dir)?);
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("creating {}", folder.display()))?;
         declared.push(folder);
     }
-    policy.reserved = vec![resolve(&config.data_dir)?];
+    policy.reserved = vec![resolve(&config.store.data_dir)?];
     if !platform_spec.starts_with("s3://") {
         let platform = platform_spec
             .strip_prefix("file://")

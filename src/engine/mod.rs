@@ -2,6 +2,7 @@
 //! copy bytes, verify them and commit — DESIGN.md invariants 1–5.
 
 mod commit;
+mod config;
 mod copy;
 mod imports;
 mod orphans;
@@ -15,6 +16,7 @@ use crate::error::ApiError;
 use crate::store::{Alias, ExportRec, FileRec, Finished, JobEnd, Refusal, VolumeRec};
 use crate::util::{now_ms, random_hex};
 use commit::GroupCommit;
+pub use config::EngineConfig;
 use copy::{Target, STAMP};
 use rand::Rng;
 use stall::{VolumeHold, VolumeLoad};
@@ -24,67 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
-
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Jobs in flight in this process.
-    pub workers: usize,
-    pub lease: Duration,
-    /// Up to this size a server-side copy is one CopyObject; above it, a multipart copy.
-    pub multipart_cutoff: u64,
-    /// Part size of multipart copies and streamed uploads (raised for very large files).
-    pub part_size: u64,
-    /// Parts in flight per job.
-    pub part_parallelism: usize,
-    /// Bytes all streamed parts of this process may hold at once.
-    pub memory_budget: u64,
-    pub max_attempts: i64,
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
-    /// How often an idle dispatcher looks for work (submissions also wake it).
-    pub poll: Duration,
-    /// On shutdown, how long running copies may take to finish.
-    pub shutdown_grace: Duration,
-    /// A copy to S3 that moves nothing for this long is given up and retried: no answer, no
-    /// part done (a request still being answered counts as moving; its own timeouts guard it).
-    pub stall_timeout: Duration,
-    /// Jobs one volume may run at once in this process; 0 means three quarters of `workers`,
-    /// so that a stalled volume always leaves workers to the others.
-    pub max_workers_per_volume: usize,
-}
-
-impl EngineConfig {
-    /// The per-volume cap in effect.
-    pub fn volume_cap(&self) -> usize {
-        match self.max_workers_per_volume {
-            0 => self
-                .workers
-                .saturating_sub((self.workers / 4).max(1))
-                .max(1),
-            n => n,
-        }
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            workers: 16,
-            lease: Duration::from_secs(30),
-            multipart_cutoff: 5 * 1024 * 1024 * 1024,
-            part_size: 16 * 1024 * 1024,
-            part_parallelism: 4,
-            memory_budget: 512 * 1024 * 1024,
-            max_attempts: 8,
-            retry_base: Duration::from_millis(500),
-            retry_cap: Duration::from_secs(60),
-            poll: Duration::from_millis(500),
-            shutdown_grace: Duration::from_secs(30),
-            stall_timeout: Duration::from_secs(120),
-            max_workers_per_volume: 0,
-        }
-    }
-}
 
 /// Why a job did not complete this time.
 #[derive(Debug)]

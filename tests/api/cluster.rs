@@ -18,7 +18,7 @@ async fn two_nodes_on_postgres_share_the_work() {
     let node = |url: String, platform: std::path::PathBuf, key: std::path::PathBuf| {
         let volume_root = volume_root.clone();
         TestServer::start_with(move |c| {
-            c.database_url = Some(url);
+            c.store.database_url = Some(url);
             c.platform_storage = Some(platform.display().to_string());
             c.secret_key_file = Some(key);
             c.volume_policy.local_roots = vec![volume_root];

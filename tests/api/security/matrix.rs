@@ -258,8 +258,8 @@ async fn alice_sees(s: &TestServer, token: &str, a: &Alice) -> Vec<(String, Valu
 
 #[tokio::test]
 async fn no_outsider_reader_or_removed_member_can_touch_alices_things() {
-    // No workers: alice's export and import stay PENDING, so her state holds still.
-    let s = TestServer::start_with(|c| c.engine.workers = 0).await;
+    // No jobs run: alice's export and import stay PENDING, so her state holds still.
+    let s = TestServer::start_with(|c| c.engine.run_jobs = false).await;
     let alice = s.user("alice").await;
     let project = s.project(&alice, "secret-lab").await["id"]
         .as_str()
