@@ -2,7 +2,7 @@
 //! README ("Limits") lists exactly what the server enforces. Each check runs on the value as it
 //! would be stored (after a merge), so many small PATCHes cannot add up past a limit.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use serde_json::{Map, Value};
 
 /// A file or folder name, in bytes of UTF-8.
@@ -21,7 +21,7 @@ pub const MAX_TAG_BYTES: usize = 128;
 pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
 
 fn over(message: String) -> ApiError {
-    ApiError::bad_request(message)
+    ApiError::new(Code::BadRequest, message)
 }
 
 /// Bytes of `value` as compact JSON.
@@ -93,7 +93,7 @@ mod tests {
         }
         assert!(check_metadata(&m).is_ok());
         m.insert("one-more".into(), json!(1));
-        assert_eq!(check_metadata(&m).unwrap_err().code, 90000);
+        assert_eq!(check_metadata(&m).unwrap_err().code.number(), 90000);
 
         let key = |n| Map::from_iter([("k".repeat(n), json!(1))]);
         assert!(check_metadata(&key(MAX_METADATA_KEY_BYTES)).is_ok());

@@ -1,6 +1,6 @@
 //! Signed, expiring URLs for transfers that carry no token: downloads and upload parts.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -39,7 +39,12 @@ impl UrlSigner {
         signature: &str,
         now: i64,
     ) -> ApiResult<()> {
-        let denied = || ApiError::forbidden("The URL signature is invalid or has expired.");
+        let denied = || {
+            ApiError::new(
+                Code::Forbidden,
+                "The URL signature is invalid or has expired.",
+            )
+        };
         let sig = hex::decode(signature).map_err(|_| denied())?;
         self.mac(purpose, subject, expires)
             .verify_slice(&sig)

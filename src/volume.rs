@@ -1,7 +1,7 @@
 //! Volumes without I/O: the stored service description, validation of create and update bodies,
 //! export properties, the endpoint allowlist and object-key building.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -128,8 +128,7 @@ const PROPERTY_KEYS: &[&str] = &[
 
 fn invalid_service(detail: impl std::fmt::Display) -> ApiError {
     ApiError::new(
-        400,
-        9017,
+        Code::InvalidService,
         format!("The service object is invalid: {detail}"),
     )
 }
@@ -150,8 +149,7 @@ pub fn check_properties(props: &Map<String, Value>) -> ApiResult<()> {
     match get("sse_algorithm") {
         None | Some("AES256") | Some("aws:kms") => {}
         Some(_) => return Err(ApiError::new(
-            400,
-            9023,
+            Code::InvalidSse,
             "Invalid server-side encryption selected (sse_algorithm): use AES256, aws:kms or null.",
         )),
     }
@@ -159,16 +157,14 @@ pub fn check_properties(props: &Map<String, Value>) -> ApiResult<()> {
         && get("sse_algorithm") != Some("aws:kms")
     {
         return Err(ApiError::new(
-            400,
-            9023,
+            Code::InvalidSse,
             "sse_aws_kms_key_id is only allowed with sse_algorithm aws:kms.",
         ));
     }
     if let Some(acl) = get("aws_canned_acl") {
         if !CANNED_ACLS.contains(&acl) {
             return Err(ApiError::new(
-                400,
-                9022,
+                Code::InvalidCannedAcl,
                 format!("Invalid canned ACL selected (aws_canned_acl): {acl}."),
             ));
         }
@@ -176,8 +172,7 @@ pub fn check_properties(props: &Map<String, Value>) -> ApiResult<()> {
     if let Some(class) = get("aws_storage_class") {
         if !STORAGE_CLASSES.contains(&class) {
             return Err(ApiError::new(
-                400,
-                9024,
+                Code::InvalidStorageClass,
                 format!("Invalid S3 storage class selected (aws_storage_class): {class}."),
             ));
         }
@@ -210,20 +205,12 @@ pub fn effective_properties(
 /// Volume names: 3 to 32 English letters, digits and underscores.
 pub fn check_name(name: &str) -> ApiResult<()> {
     if name.is_empty() {
-        return Err(ApiError::new(
-            400,
-            9013,
-            "Volume name must not be null or an empty string.",
-        ));
+        return Err(ApiError::from(Code::VolumeNameEmpty));
     }
     if !(3..=32).contains(&name.len())
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
-        return Err(ApiError::new(
-            400,
-            9014,
-            "Volume name must consist of 3 to 32 English letters, numbers and underscores.",
-        ));
+        return Err(ApiError::from(Code::InvalidVolumeName));
     }
     Ok(())
 }
@@ -231,11 +218,7 @@ pub fn check_name(name: &str) -> ApiResult<()> {
 pub fn parse_access_mode(value: Option<&Value>) -> ApiResult<String> {
     match value.and_then(Value::as_str).map(str::to_ascii_uppercase) {
         Some(mode) if mode == "RW" || mode == "RO" => Ok(mode),
-        _ => Err(ApiError::new(
-            400,
-            9015,
-            "access_mode must be provided (either RO or RW).",
-        )),
+        _ => Err(ApiError::from(Code::AccessModeMissing)),
     }
 }
 
@@ -304,8 +287,7 @@ pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> ApiResult<String
     };
     if !allowed {
         return Err(ApiError::new(
-            400,
-            9017,
+            Code::InvalidService,
             format!("The endpoint {normalized} is not allowed on this server."),
         ));
     }
@@ -345,13 +327,7 @@ pub fn parse_service(
 ) -> ApiResult<(Service, String)> {
     let obj = match value {
         Some(Value::Object(o)) => o,
-        _ => {
-            return Err(ApiError::new(
-                400,
-                9016,
-                "The service object must be provided.",
-            ))
-        }
+        _ => return Err(ApiError::from(Code::ServiceMissing)),
     };
     let kind = match text(obj, "type")?
         .map(|t| t.to_ascii_lowercase())
@@ -399,21 +375,13 @@ pub fn parse_service(
         }
         ServiceKind::Gcs => {
             if access_mode == "RW" {
-                return Err(ApiError::new(
-                    400,
-                    9057,
-                    "This environment only supports RO buckets of type GCS.",
-                ));
+                return Err(ApiError::from(Code::GcsReadOnlyOnly));
             }
             service.bucket = required(obj, "bucket")?;
             service.credential_id = required(credentials, "client_email")?;
             let key = required(credentials, "private_key")?;
             if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
-                return Err(ApiError::new(
-                    400,
-                    9025,
-                    "Invalid private key given (private_key).",
-                ));
+                return Err(ApiError::from(Code::InvalidPrivateKey));
             }
             key
         }
@@ -438,12 +406,17 @@ pub fn parse_new_volume(body: &Map<String, Value>, policy: &VolumePolicy) -> Api
     let name = match body.get("name") {
         Some(Value::String(n)) => n.clone(),
         None | Some(Value::Null) => String::new(),
-        Some(_) => return Err(ApiError::new(400, 9014, "Volume name must be a string.")),
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidVolumeName,
+                "Volume name must be a string.",
+            ))
+        }
     };
     check_name(&name)?;
     let access_mode = parse_access_mode(body.get("access_mode"))?;
     let description = text(body, "description")
-        .map_err(|_| ApiError::bad_request("description must be a string"))?;
+        .map_err(|_| ApiError::new(Code::BadRequest, "description must be a string"))?;
     let (service, secret) = parse_service(body.get("service"), &access_mode, policy)?;
     Ok(NewVolume {
         name,
@@ -456,7 +429,7 @@ pub fn parse_new_volume(body: &Map<String, Value>, policy: &VolumePolicy) -> Api
 
 /// Checks an export or import location: not empty, no leading `/`, no `.` or `..` segment.
 pub fn check_location(location: &str) -> ApiResult<()> {
-    let bad = |why: &str| ApiError::new(400, 9011, format!("Invalid location: {why}."));
+    let bad = |why: &str| ApiError::new(Code::InvalidLocation, format!("Invalid location: {why}."));
     if location.is_empty() {
         return Err(bad("it must not be empty"));
     }
@@ -487,8 +460,7 @@ pub fn checked_key(prefix: &str, location: &str) -> ApiResult<String> {
     let key = object_key(prefix, location);
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::new(
-            400,
-            9011,
+            Code::InvalidLocation,
             format!(
                 "Invalid location: the object key would be {} bytes; the limit is {MAX_KEY_BYTES}.",
                 key.len()
@@ -518,7 +490,8 @@ mod tests {
         assert_eq!(
             check_properties(&props(json!({"sse_algorithm": "rot13"})))
                 .unwrap_err()
-                .code,
+                .code
+                .number(),
             9023
         );
         assert_eq!(
@@ -526,31 +499,36 @@ mod tests {
                 json!({"sse_algorithm": "AES256", "sse_aws_kms_key_id": "k"})
             ))
             .unwrap_err()
-            .code,
+            .code
+            .number(),
             9023
         );
         assert_eq!(
             check_properties(&props(json!({"sse_aws_kms_key_id": "k"})))
                 .unwrap_err()
-                .code,
+                .code
+                .number(),
             9023
         );
         assert_eq!(
             check_properties(&props(json!({"aws_canned_acl": "everyone"})))
                 .unwrap_err()
-                .code,
+                .code
+                .number(),
             9022
         );
         assert_eq!(
             check_properties(&props(json!({"aws_storage_class": "COLD"})))
                 .unwrap_err()
-                .code,
+                .code
+                .number(),
             9024
         );
         assert_eq!(
             check_properties(&props(json!({"bogus": "x"})))
                 .unwrap_err()
-                .code,
+                .code
+                .number(),
             9017
         );
     }
@@ -586,9 +564,9 @@ mod tests {
     #[test]
     fn names() {
         assert!(check_name("my_volume_1").is_ok());
-        assert_eq!(check_name("").unwrap_err().code, 9013);
+        assert_eq!(check_name("").unwrap_err().code.number(), 9013);
         for bad in ["my-volume", "ab", &"x".repeat(33), "vol ume", "vølume"] {
-            assert_eq!(check_name(bad).unwrap_err().code, 9014, "{bad}");
+            assert_eq!(check_name(bad).unwrap_err().code.number(), 9014, "{bad}");
         }
     }
 
@@ -642,7 +620,7 @@ mod tests {
             "https://amazonaws.com",
         ] {
             let err = check_endpoint(bad, &aws).unwrap_err();
-            assert_eq!((err.status, err.code), (400, 9017), "{bad}");
+            assert_eq!((err.status(), err.code.number()), (400, 9017), "{bad}");
         }
         let local = VolumePolicy {
             allow_endpoints: vec!["http://127.0.0.1:5000".into()],
@@ -695,7 +673,10 @@ mod tests {
         );
         let gcs = json!({"type": "gcs", "bucket": "b", "credentials": {"client_email": "e", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
         assert_eq!(
-            parse_service(Some(&gcs), "RW", &policy).unwrap_err().code,
+            parse_service(Some(&gcs), "RW", &policy)
+                .unwrap_err()
+                .code
+                .number(),
             9057
         );
         assert_eq!(
@@ -705,14 +686,24 @@ mod tests {
         assert_eq!(
             parse_service(Some(&json!({"type": "azure"})), "RO", &policy)
                 .unwrap_err()
-                .code,
+                .code
+                .number(),
             9017
         );
-        assert_eq!(parse_service(None, "RO", &policy).unwrap_err().code, 9016);
+        assert_eq!(
+            parse_service(None, "RO", &policy)
+                .unwrap_err()
+                .code
+                .number(),
+            9016
+        );
         for bad_root in ["tmp", "/tmp/../etc", ""] {
             let body = json!({"type": "local", "root": bad_root});
             assert_eq!(
-                parse_service(Some(&body), "RW", &policy).unwrap_err().code,
+                parse_service(Some(&body), "RW", &policy)
+                    .unwrap_err()
+                    .code
+                    .number(),
                 9017,
                 "{bad_root}"
             );

@@ -3,7 +3,7 @@
 //! the needed permission gets 403.
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{FileRec, Perms, Project, User, PROJECT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub fn parse_project_id(id: &str) -> ApiResult<(&str, &str)> {
         Some((owner, slug)) if !owner.is_empty() && !slug.is_empty() && !slug.contains('/') => {
             Ok((owner, slug))
         }
-        _ => Err(ApiError::malformed_project_id()),
+        _ => Err(ApiError::from(Code::MalformedProjectId)),
     }
 }
 
@@ -64,10 +64,10 @@ impl AppState {
             .store
             .get_project(id)
             .await?
-            .ok_or_else(ApiError::project_not_found)?;
+            .ok_or_else(|| ApiError::from(Code::ProjectNotFound))?;
         match self.project_perms(user, &project).await? {
-            None => Err(ApiError::project_not_found()),
-            Some(p) if !need.granted_by(p) => Err(ApiError::project_forbidden()),
+            None => Err(ApiError::from(Code::ProjectNotFound)),
+            Some(p) if !need.granted_by(p) => Err(ApiError::from(Code::ProjectForbidden)),
             Some(p) => Ok((project, p)),
         }
     }
@@ -89,7 +89,7 @@ impl AppState {
             .store
             .get_file(id)
             .await?
-            .ok_or_else(ApiError::file_not_found)?;
+            .ok_or_else(|| ApiError::from(Code::FileNotFound))?;
         let found = self.project_with_perms(user, &file.project_id).await?;
         file_access(file, found, need)
     }
@@ -118,7 +118,7 @@ pub fn file_access(
 ) -> ApiResult<(FileRec, Project, Perms)> {
     match project {
         Some((project, Some(p))) if need.granted_by(p) => Ok((file, project, p)),
-        Some((_, Some(_))) => Err(ApiError::file_forbidden()),
-        _ => Err(ApiError::file_not_found()),
+        Some((_, Some(_))) => Err(ApiError::from(Code::FileForbidden)),
+        _ => Err(ApiError::from(Code::FileNotFound)),
     }
 }

@@ -2,7 +2,7 @@
 //! rate-limit headers every response carries.
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::User;
 use crate::util::token_hash;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -26,7 +26,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
         match parts.extensions.get::<Caller>() {
             Some(Caller(Some(user))) => Ok(AuthUser(user.clone())),
-            _ => Err(ApiError::unauthorized()),
+            _ => Err(ApiError::from(Code::Unauthorized)),
         }
     }
 }
@@ -74,7 +74,7 @@ pub async fn authenticate(
         req.extensions_mut().insert(Caller(user));
         next.run(req).await
     } else {
-        ApiError::new(429, 1000, "Rate limit exceeded! Check response headers.").into_response()
+        ApiError::from(Code::RateLimited).into_response()
     };
     let headers = response.headers_mut();
     headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));

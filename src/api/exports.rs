@@ -8,7 +8,7 @@ use super::views;
 use super::volumes::volume_inactive;
 use super::wire::{bulk_entry, check_bulk_len, list_page, parse_json, Params, RawBody};
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{
     ExportRec, FileRec, Idempotent, Perms, Project, StoreError, User, VolumeRec, PENDING,
 };
@@ -63,7 +63,7 @@ struct BulkBody {
 }
 
 pub fn job_not_found() -> ApiError {
-    ApiError::new(404, 9008, "Requested job does not exist.")
+    ApiError::from(Code::JobNotFound)
 }
 
 /// An export id in SBG's shape: 32 alphanumeric characters.
@@ -172,7 +172,7 @@ impl Lookups {
             .files
             .get(id)
             .cloned()
-            .ok_or_else(ApiError::file_not_found)?;
+            .ok_or_else(|| ApiError::from(Code::FileNotFound))?;
         let project = match self.projects.get(&file.project_id) {
             Some(known) => known.clone(),
             None => {
@@ -211,35 +211,36 @@ async fn validate(
         || file.is_public
         || project.is_public
     {
-        return Err(ApiError::new(403, 9006, "Requested file cannot be exported: folders, public files and aliases (including files already exported) stay where they are."));
+        return Err(ApiError::new(Code::NotExportable, "Requested file cannot be exported: folders, public files and aliases (including files already exported) stay where they are."));
     }
     let need = if copy_only { Need::Copy } else { Need::Write };
     if !need.granted_by(perms) {
         let right = if copy_only { "copy" } else { "write" };
-        return Err(ApiError::new(403, 9004, format!("Insufficient privileges to access the requested file: exporting it needs '{right}' on its project.")));
+        return Err(ApiError::new(Code::ExportFileForbidden, format!("Insufficient privileges to access the requested file: exporting it needs '{right}' on its project.")));
     }
     if taken.contains(&file.id) {
-        return Err(ApiError::conflict(
+        return Err(ApiError::new(
+            Code::Conflict,
             "Another item of this request moves the same file.",
         ));
     }
     if let Some(other) = lookups.moving.get(&file.id) {
-        return Err(ApiError::conflict(format!(
-            "The file is being moved by export {other}; wait for it to end."
-        )));
+        return Err(ApiError::new(
+            Code::Conflict,
+            format!("The file is being moved by export {other}; wait for it to end."),
+        ));
     }
     let vol = lookups
         .volume(state, user, &item.destination.volume)
         .await?;
     if vol.service.kind == ServiceKind::Gcs {
-        return Err(ApiError::new(400, 9027, "Export to GCS is not supported."));
+        return Err(ApiError::new(
+            Code::CrossCloudExport,
+            "Export to GCS is not supported.",
+        ));
     }
     if vol.access_mode != "RW" {
-        return Err(ApiError::new(
-            400,
-            9026,
-            "The volume is not configured for writing access (access_mode is not RW).",
-        ));
+        return Err(ApiError::from(Code::VolumeReadOnly));
     }
     if !vol.active {
         return Err(volume_inactive());
@@ -290,7 +291,8 @@ impl Idempotency {
             Some(v) => match v.to_str() {
                 Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_string()),
                 _ => {
-                    return Err(ApiError::bad_request(
+                    return Err(ApiError::new(
+                        Code::BadRequest,
                         "Idempotency-Key must be 1 to 255 visible characters.",
                     ))
                 }
@@ -309,11 +311,7 @@ impl Idempotency {
             Some(first) if first.request == self.request => Ok(Some(
                 serde_json::from_str(&first.response).map_err(anyhow::Error::from)?,
             )),
-            Some(_) => Err(ApiError::new(
-                422,
-                90000,
-                "This Idempotency-Key was used for a different request.",
-            )),
+            Some(_) => Err(ApiError::from(Code::IdempotencyKeyReused)),
         }
     }
 
@@ -349,7 +347,7 @@ async fn commit(
         Err(StoreError::Conflict) => idem
             .replay(state, user)
             .await?
-            .ok_or_else(ApiError::internal),
+            .ok_or_else(|| ApiError::from(Code::Internal)),
         Err(e) => Err(e.into()),
     }
 }
@@ -466,7 +464,11 @@ async fn get_bulk(
         .export_ids
         .iter()
         .map(|id| match found.get(id) {
-            Some(_) => bulk_entry(rendered.next().ok_or_else(ApiError::internal)),
+            Some(_) => bulk_entry(
+                rendered
+                    .next()
+                    .ok_or_else(|| ApiError::from(Code::Internal)),
+            ),
             None => bulk_entry(Err(job_not_found())),
         })
         .collect();
@@ -479,9 +481,10 @@ const STATES: &[&str] = &["PENDING", "RUNNING", "COMPLETED", "FAILED"];
 pub fn parse_states(params: &Params) -> ApiResult<Vec<String>> {
     let states = params.all("state");
     if let Some(bad) = states.iter().find(|s| !STATES.contains(&s.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "Unknown state '{bad}': use PENDING, RUNNING, COMPLETED or FAILED."
-        )));
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("Unknown state '{bad}': use PENDING, RUNNING, COMPLETED or FAILED."),
+        ));
     }
     Ok(states)
 }

@@ -6,7 +6,7 @@ use super::auth::AuthUser;
 use super::views;
 use super::wire::{bulk_entry, check_bulk_len, list_page, object, Body, Params};
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::limits;
 use crate::store::{FileFilter, FileRec, StoreError, User};
 use crate::util::now_ms;
@@ -42,7 +42,7 @@ type St = State<Arc<AppState>>;
 
 /// A file or folder name by the one rule imports follow too (`crate::names`).
 pub fn check_name(name: &str) -> ApiResult<()> {
-    crate::names::check(name).map_err(|_| ApiError::invalid_name())
+    crate::names::check(name).map_err(|_| ApiError::from(Code::InvalidName))
 }
 
 /// Where a new file goes: exactly one of a project (its root folder) or a parent folder.
@@ -53,37 +53,29 @@ pub async fn resolve_destination(
     parent: Option<&str>,
 ) -> ApiResult<FileRec> {
     match (project, parent) {
-        (Some(_), Some(_)) => Err(ApiError::new(
-            400,
-            5031,
-            "Give either 'parent' or 'project', not both.",
-        )),
-        (None, None) => Err(ApiError::new(
-            400,
-            5029,
-            "Either 'parent' or 'project' must be given.",
-        )),
+        (Some(_), Some(_)) => Err(ApiError::from(Code::ParentAndProject)),
+        (None, None) => Err(ApiError::from(Code::ParentOrProjectMissing)),
         (Some(project_id), None) => {
             let (project, _) = state.project_for(user, project_id, Need::Write).await?;
             state
                 .store
                 .get_file(&project.root_folder)
                 .await?
-                .ok_or_else(ApiError::internal)
+                .ok_or_else(|| ApiError::from(Code::Internal))
         }
         (None, Some(parent_id)) => {
             let (folder, _) = state
                 .file_for(user, parent_id, Need::Write)
                 .await
                 .map_err(|e| {
-                    if e.code == 5002 {
-                        ApiError::new(404, 5026, "Destination folder not found.")
+                    if e.code == Code::FileNotFound {
+                        ApiError::from(Code::DestinationNotFound)
                     } else {
                         e
                     }
                 })?;
             if !folder.is_folder {
-                return Err(ApiError::new(400, 5022, "Parent is not a folder."));
+                return Err(ApiError::from(Code::ParentNotFolder));
             }
             Ok(folder)
         }
@@ -113,34 +105,17 @@ async fn list(
     params: Params,
 ) -> ApiResult<Response> {
     let folder = match (params.get("project"), params.get("parent")) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                400,
-                5031,
-                "Give either 'parent' or 'project', not both.",
-            ))
-        }
-        (None, None) => {
-            return Err(ApiError::new(
-                400,
-                5029,
-                "Either 'parent' or 'project' must be given.",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(ApiError::from(Code::ParentAndProject)),
+        (None, None) => return Err(ApiError::from(Code::ParentOrProjectMissing)),
         (Some(project_id), None) => {
-            parse_project_id(project_id).map_err(|_| {
-                ApiError::new(
-                    400,
-                    5005,
-                    "Malformed project query parameter, expecting ?project=owner/project.",
-                )
-            })?;
+            parse_project_id(project_id)
+                .map_err(|_| ApiError::from(Code::MalformedProjectQuery))?;
             let (project, _) = state.project_for(&user, project_id, Need::Read).await?;
             state
                 .store
                 .get_file(&project.root_folder)
                 .await?
-                .ok_or_else(ApiError::internal)?
+                .ok_or_else(|| ApiError::from(Code::Internal))?
         }
         (None, Some(parent_id)) => folder_for(&state, &user, parent_id).await?,
     };
@@ -150,7 +125,7 @@ async fn list(
 async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRec> {
     let (folder, _) = state.file_for(user, id, Need::Read).await?;
     if !folder.is_folder {
-        return Err(ApiError::new(400, 5022, "Parent is not a folder."));
+        return Err(ApiError::from(Code::ParentNotFolder));
     }
     Ok(folder)
 }
@@ -181,11 +156,7 @@ async fn create_folder(
     Body(body): Body<NewFolder>,
 ) -> ApiResult<Json<Value>> {
     if !body.kind.eq_ignore_ascii_case("folder") {
-        return Err(ApiError::new(
-            400,
-            5012,
-            "Invalid 'type', allowed: [folder].",
-        ));
+        return Err(ApiError::from(Code::InvalidFileType));
     }
     check_name(&body.name)?;
     let parent = resolve_destination(
@@ -201,9 +172,7 @@ async fn create_folder(
         .create_file(&folder)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => {
-                ApiError::new(409, 5030, "A file or folder with this name already exists.")
-            }
+            StoreError::Conflict => ApiError::from(Code::FolderExists),
             e => e.into(),
         })?;
     Ok(Json(views::file(state.base(), &folder)))
@@ -220,8 +189,8 @@ async fn get_one(
 
 fn name_clash(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict => ApiError::file_exists(),
-        StoreError::NotFound => ApiError::file_not_found(),
+        StoreError::Conflict => ApiError::from(Code::FileExists),
+        StoreError::NotFound => ApiError::from(Code::FileNotFound),
         e => e.into(),
     }
 }
@@ -240,8 +209,7 @@ async fn update(
                 check_name(&name)?;
                 if file.parent_id.is_none() {
                     return Err(ApiError::new(
-                        403,
-                        5008,
+                        Code::RenameForbidden,
                         "The root folder cannot be renamed.",
                     ));
                 }
@@ -265,8 +233,7 @@ async fn update(
             ) => {}
             _ => {
                 return Err(ApiError::new(
-                    400,
-                    5033,
+                    Code::InvalidFileRequest,
                     format!("Invalid value for '{key}'."),
                 ))
             }
@@ -286,7 +253,10 @@ async fn update(
 }
 
 fn being_moved() -> ApiError {
-    ApiError::conflict("The file is being moved by an export; wait for it to end.")
+    ApiError::new(
+        Code::Conflict,
+        "The file is being moved by an export; wait for it to end.",
+    )
 }
 
 /// Merges `changes` into metadata; a `null` value removes the key.
@@ -302,7 +272,7 @@ fn merge(metadata: &mut Map<String, Value>, changes: Map<String, Value>) {
 
 fn parse_tags(value: Value) -> ApiResult<Vec<String>> {
     serde_json::from_value(value)
-        .map_err(|_| ApiError::new(400, 5033, "Tags must be a list of strings."))
+        .map_err(|_| ApiError::new(Code::InvalidFileRequest, "Tags must be a list of strings."))
 }
 
 async fn remove(
@@ -318,8 +288,7 @@ async fn delete_file(state: &AppState, user: &User, id: &str) -> ApiResult<FileR
     let (file, _) = state.file_for(user, id, Need::Write).await?;
     if file.parent_id.is_none() {
         return Err(ApiError::new(
-            403,
-            5001,
+            Code::FileForbidden,
             "A project's root folder cannot be deleted.",
         ));
     }
@@ -328,7 +297,7 @@ async fn delete_file(state: &AppState, user: &User, id: &str) -> ApiResult<FileR
         .delete_file(&file.id)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => ApiError::file_not_found(),
+            StoreError::NotFound => ApiError::from(Code::FileNotFound),
             StoreError::InUse => being_moved(),
             e => e.into(),
         })?;
@@ -339,11 +308,7 @@ async fn delete_file(state: &AppState, user: &User, id: &str) -> ApiResult<FileR
 async fn editable_metadata(state: &AppState, user: &User, id: &str) -> ApiResult<FileRec> {
     let (file, _) = state.file_for(user, id, Need::Write).await?;
     if file.is_folder {
-        return Err(ApiError::new(
-            400,
-            5025,
-            "Updating folder metadata is not supported.",
-        ));
+        return Err(ApiError::from(Code::FolderMetadata));
     }
     Ok(file)
 }
@@ -395,11 +360,7 @@ async fn set_tags(
 ) -> ApiResult<Json<Value>> {
     let (mut file, _) = state.file_for(&user, &id, Need::Write).await?;
     if file.is_folder {
-        return Err(ApiError::new(
-            400,
-            5027,
-            "Updating folder tags is not supported.",
-        ));
+        return Err(ApiError::from(Code::FolderTags));
     }
     file.tags = parse_tags(body)?;
     limits::check_tags(&file.tags)?;
@@ -428,7 +389,7 @@ pub async fn insert_autorenamed(state: &AppState, mut file: FileRec) -> ApiResul
             Err(e) => return Err(name_clash(e)),
         }
     }
-    Err(ApiError::file_exists())
+    Err(ApiError::from(Code::FileExists))
 }
 
 async fn copy(
@@ -438,18 +399,14 @@ async fn copy(
     Body(body): Body<CopyTarget>,
 ) -> ApiResult<Json<Value>> {
     let (source, _) = state.file_for(&user, &id, Need::Copy).await.map_err(|e| {
-        if e.code == 5001 {
-            ApiError::new(403, 5014, "Insufficient privileges to copy the file.")
+        if e.code == Code::FileForbidden {
+            ApiError::from(Code::CopyForbidden)
         } else {
             e
         }
     })?;
     if source.is_folder {
-        return Err(ApiError::new(
-            400,
-            5018,
-            "Copying folders is not supported.",
-        ));
+        return Err(ApiError::from(Code::FolderCopy));
     }
     let name = body.name.unwrap_or_else(|| source.name.clone());
     check_name(&name)?;
@@ -488,16 +445,15 @@ async fn move_to(
     Body(body): Body<CopyTarget>,
 ) -> ApiResult<Json<Value>> {
     let (mut file, _) = state.file_for(&user, &id, Need::Write).await.map_err(|e| {
-        if e.code == 5001 {
-            ApiError::new(403, 5032, "Insufficient privileges to move the file.")
+        if e.code == Code::FileForbidden {
+            ApiError::from(Code::MoveForbidden)
         } else {
             e
         }
     })?;
     if file.parent_id.is_none() {
         return Err(ApiError::new(
-            403,
-            5032,
+            Code::MoveForbidden,
             "A project's root folder cannot be moved.",
         ));
     }
@@ -509,11 +465,7 @@ async fn move_to(
     )
     .await?;
     if parent.project_id != file.project_id {
-        return Err(ApiError::new(
-            400,
-            5015,
-            "Moving files between projects is not supported.",
-        ));
+        return Err(ApiError::from(Code::CrossProjectMove));
     }
     if let Some(name) = body.name {
         check_name(&name)?;
@@ -525,8 +477,7 @@ async fn move_to(
     // and that a folder does not go into its own subtree.
     state.store.update_file(&file).await.map_err(|e| match e {
         StoreError::Conflict => ApiError::new(
-            409,
-            5003,
+            Code::FileExists,
             "A file or folder with this name already exists in the destination folder.",
         ),
         e => name_clash(e),
@@ -541,11 +492,7 @@ async fn download_info(
 ) -> ApiResult<Json<Value>> {
     let (file, _) = state.file_for(&user, &id, Need::Read).await?;
     if file.is_folder {
-        return Err(ApiError::new(
-            400,
-            5017,
-            "Downloading folders is not supported.",
-        ));
+        return Err(ApiError::from(Code::FolderDownload));
     }
     if file.volume_id.is_some() {
         // An alias: the bytes are the volume's object.
@@ -563,8 +510,7 @@ async fn download_info(
             .await
             .map_err(|e| {
                 ApiError::new(
-                    503,
-                    9000,
+                    Code::ServiceError,
                     format!("Could not sign a URL on the volume: {e}."),
                 )
             })?;
@@ -624,7 +570,7 @@ mod tests {
         assert!(check_name("a.txt").is_ok());
         assert!(check_name("with space ü").is_ok());
         for bad in ["", ".", "..", "a/b", "x\0y", "new\nline", &"x".repeat(256)] {
-            assert_eq!(check_name(bad).unwrap_err().code, 5024, "{bad:?}");
+            assert_eq!(check_name(bad).unwrap_err().code.number(), 5024, "{bad:?}");
         }
     }
 }

@@ -9,7 +9,7 @@ use super::views;
 use super::volumes::volume_inactive;
 use super::wire::{bulk_entry, check_bulk_len, list_page, Body, Params};
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{ImportRec, User, PENDING};
 use crate::util::{format_ms, new_long_id, now_ms};
 use crate::volume::{self, ServiceKind};
@@ -103,8 +103,7 @@ fn check_location_name(item: &ImportItem) -> ApiResult<()> {
     }
     crate::names::check(crate::names::last_segment(location)).map_err(|why| {
         ApiError::new(
-            400,
-            9011,
+            Code::InvalidLocation,
             format!(
                 "Invalid location: the last segment of {location:?} cannot be a file or folder \
                  name ({why}); give destination.name."
@@ -124,8 +123,7 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
     }
     if vol.service.kind == ServiceKind::Gcs {
         return Err(ApiError::new(
-            400,
-            9017,
+            Code::InvalidService,
             "GCS volumes are stored but cannot be read from this server.",
         ));
     }

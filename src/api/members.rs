@@ -4,7 +4,7 @@
 use super::views;
 use super::wire::{list_page, object, Params};
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{Member, Perms};
 use axum::http::Uri;
 use axum::response::Response;
@@ -31,7 +31,7 @@ impl Members<'_> {
             .store
             .get_member(self.kind, self.resource_id, username)
             .await?
-            .ok_or_else(|| ApiError::new(404, 3002, "Requested member does not exist."))
+            .ok_or_else(|| ApiError::new(Code::ProjectNotFound, "Requested member does not exist."))
     }
 
     pub async fn list(&self, uri: &Uri, params: &Params) -> ApiResult<Response> {
@@ -53,17 +53,12 @@ impl Members<'_> {
         let body = object(body)?;
         let username = match body.get("username") {
             Some(Value::String(u)) if !u.is_empty() => u.clone(),
-            _ => {
-                return Err(ApiError::new(
-                    400,
-                    3005,
-                    "Member username must be provided.",
-                ))
-            }
+            _ => return Err(ApiError::from(Code::MemberUsernameMissing)),
         };
         if let Some(kind) = body.get("type").and_then(Value::as_str) {
             if !kind.eq_ignore_ascii_case("user") {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::new(
+                    Code::BadRequest,
                     "Only members of type USER are supported.",
                 ));
             }
@@ -72,9 +67,12 @@ impl Members<'_> {
             .store
             .get_user(&username)
             .await?
-            .ok_or_else(ApiError::user_not_found)?;
+            .ok_or_else(|| ApiError::from(Code::UserNotFound))?;
         if username == self.owner {
-            return Err(ApiError::new(409, 3003, "The owner is already a member."));
+            return Err(ApiError::new(
+                Code::ProjectExists,
+                "The owner is already a member.",
+            ));
         }
         let base = Perms {
             read: true,
@@ -95,8 +93,7 @@ impl Members<'_> {
         let mut member = self.find(username).await?;
         if username == self.owner {
             return Err(ApiError::new(
-                403,
-                3001,
+                Code::ProjectForbidden,
                 "The owner's permissions cannot be changed.",
             ));
         }
@@ -110,7 +107,10 @@ impl Members<'_> {
 
     pub async fn remove(&self, username: &str) -> ApiResult<()> {
         if username == self.owner {
-            return Err(ApiError::new(403, 3001, "The owner cannot be removed."));
+            return Err(ApiError::new(
+                Code::ProjectForbidden,
+                "The owner cannot be removed.",
+            ));
         }
         if !self
             .state
@@ -118,7 +118,10 @@ impl Members<'_> {
             .delete_member(self.kind, self.resource_id, username)
             .await?
         {
-            return Err(ApiError::new(404, 3002, "Requested member does not exist."));
+            return Err(ApiError::new(
+                Code::ProjectNotFound,
+                "Requested member does not exist.",
+            ));
         }
         Ok(())
     }
@@ -131,8 +134,7 @@ fn apply_perms(mut perms: Perms, value: &Value) -> ApiResult<Perms> {
         Value::Object(m) => m.clone(),
         _ => {
             return Err(ApiError::new(
-                400,
-                3013,
+                Code::InvalidPermissions,
                 "Permissions must be an object of booleans.",
             ))
         }
@@ -140,8 +142,7 @@ fn apply_perms(mut perms: Perms, value: &Value) -> ApiResult<Perms> {
     for (key, v) in map {
         let flag = v.as_bool().ok_or_else(|| {
             ApiError::new(
-                400,
-                3013,
+                Code::InvalidPermissions,
                 format!("Permission '{key}' must be true or false."),
             )
         })?;
@@ -153,8 +154,7 @@ fn apply_perms(mut perms: Perms, value: &Value) -> ApiResult<Perms> {
             "admin" => perms.admin = flag,
             other => {
                 return Err(ApiError::new(
-                    400,
-                    3013,
+                    Code::InvalidPermissions,
                     format!("Unknown permission '{other}'."),
                 ))
             }

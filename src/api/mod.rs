@@ -8,6 +8,7 @@ mod imports;
 mod members;
 mod projects;
 mod ratelimit;
+mod store_errors;
 mod token_cache;
 mod transfer;
 mod uploads;
@@ -24,7 +25,7 @@ pub use uploads::{delete_upload_remains, store_bytes};
 
 use crate::blob::volume::VolumeClients;
 use crate::blob::DynObjectStore;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::secret_box::SecretBox;
 use crate::signing::UrlSigner;
 use crate::store::DynStore;
@@ -114,12 +115,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api)
         .merge(transfers)
-        .fallback(|| async { ApiError::not_found("No such route. See GET /v2/ for the endpoints.") })
-        .method_not_allowed_fallback(|| async { ApiError::new(405, 90006, "Method not allowed.") })
+        .fallback(|| async { ApiError::new(Code::NotFound, "No such route. See GET /v2/ for the endpoints.") })
+        .method_not_allowed_fallback(|| async { ApiError::from(Code::MethodNotAllowed) })
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(drop_ignored_bodies))
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(CatchPanicLayer::custom(|_| ApiError::from(Code::Internal).into_response()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // The path only: query strings of signed URLs are credentials.
@@ -147,8 +148,7 @@ async fn drop_ignored_bodies(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     if axum::body::to_bytes(body, 64 * 1024).await.is_err() {
         return ApiError::new(
-            413,
-            90000,
+            Code::RequestTooLarge,
             "GET and DELETE bodies are ignored and must be small.",
         )
         .into_response();
@@ -170,14 +170,16 @@ async fn json_errors(req: Request, next: Next) -> Response {
     }
     let message = status.canonical_reason().unwrap_or("Error");
     let code = match status.as_u16() {
-        400 | 408 | 413 => 90000,
-        404 => 90003,
-        405 => 90006,
-        415 => 90008,
-        503 => 90005,
-        _ => 90004,
+        400 => Code::BadRequest,
+        404 => Code::NotFound,
+        405 => Code::MethodNotAllowed,
+        408 => Code::RequestTimeout,
+        413 => Code::RequestTooLarge,
+        415 => Code::UnsupportedMediaType,
+        503 => Code::ServiceUnavailable,
+        _ => Code::Internal,
     };
-    let mut fixed = ApiError::new(status.as_u16(), code, message).into_response();
+    let mut fixed = ApiError::new(code, message).into_response();
     for name in [
         "x-ratelimit-limit",
         "x-ratelimit-remaining",

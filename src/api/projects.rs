@@ -6,7 +6,7 @@ use super::members::Members;
 use super::views;
 use super::wire::{list_page, object, Body, Params};
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::limits;
 use crate::store::{FileRec, Project, StoreError, User, PROJECT};
 use crate::util::now_ms;
@@ -77,12 +77,13 @@ fn slugify(name: &str) -> String {
 
 fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() {
-        return Err(ApiError::new(400, 3007, "Project name must not be empty."));
+        return Err(ApiError::from(Code::ProjectNameEmpty));
     }
     if name.chars().count() > MAX_NAME {
-        return Err(ApiError::bad_request(format!(
-            "Project name must be at most {MAX_NAME} characters."
-        )));
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("Project name must be at most {MAX_NAME} characters."),
+        ));
     }
     Ok(())
 }
@@ -90,7 +91,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 fn check_billing_group(value: &str) -> ApiResult<String> {
     uuid::Uuid::parse_str(value)
         .map(|u| u.to_string())
-        .map_err(|_| ApiError::new(400, 4005, "Billing group id must be a UUID."))
+        .map_err(|_| ApiError::from(Code::BillingGroupNotUuid))
 }
 
 /// Creates a project owned by `user`, with a root folder, and makes `user` its admin.
@@ -151,7 +152,7 @@ async fn insert(state: &AppState, user: &User, body: NewProject) -> ApiResult<Pr
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::project_exists())
+    Err(ApiError::from(Code::ProjectExists))
 }
 
 async fn create(
@@ -222,7 +223,7 @@ async fn update(
         .project_for(&user, &format!("{owner}/{slug}"), Need::Admin)
         .await?;
     for (key, value) in object(body)? {
-        let bad = || ApiError::bad_request(format!("Invalid value for '{key}'."));
+        let bad = || ApiError::new(Code::BadRequest, format!("Invalid value for '{key}'."));
         match (key.as_str(), value) {
             ("name", Value::String(name)) => {
                 check_name(&name)?;

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use crate::blob::{self, ByteRange, Hasher};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::Part;
 use crate::util::now_ms;
 use axum::body::Body;
@@ -98,20 +98,18 @@ pub async fn download(
         .store
         .get_file(&file_id)
         .await?
-        .ok_or_else(ApiError::file_not_found)?;
+        .ok_or_else(|| ApiError::from(Code::FileNotFound))?;
     let size = file.size.unwrap_or(0) as u64;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(v) => match parse_range(v, size) {
             Ok(r) => r,
             Err(()) => {
-                let mut response =
-                    ApiError::new(416, 90000, "The requested range is not satisfiable.")
-                        .into_response();
+                let mut response = ApiError::from(Code::RangeNotSatisfiable).into_response();
                 response.headers_mut().insert(
                     header::CONTENT_RANGE,
                     HeaderValue::from_str(&format!("bytes */{size}"))
-                        .map_err(|_| ApiError::internal())?,
+                        .map_err(|_| ApiError::from(Code::Internal))?,
                 );
                 return Ok(response);
             }
@@ -137,7 +135,7 @@ pub async fn download(
             let value = format!("bytes {}-{}/{size}", r.start, r.end);
             response.headers_mut().insert(
                 header::CONTENT_RANGE,
-                HeaderValue::from_str(&value).map_err(|_| ApiError::internal())?,
+                HeaderValue::from_str(&value).map_err(|_| ApiError::from(Code::Internal))?,
             );
             r.length()
         }
@@ -158,7 +156,7 @@ async fn alias_bytes(
     let volume = state
         .alias_volume(file)
         .await
-        .map_err(|_| ApiError::file_not_found())?;
+        .map_err(|_| ApiError::from(Code::FileNotFound))?;
     let key = crate::volume::object_key(
         &volume.service.prefix,
         file.location.as_deref().unwrap_or_default(),
@@ -167,7 +165,12 @@ async fn alias_bytes(
         .volume_backend(&volume, None)?
         .read_local(&key, range)
         .await
-        .map_err(|e| ApiError::new(404, 9105, format!("Location on volume not found: {e}.")))
+        .map_err(|e| {
+            ApiError::new(
+                Code::LocationNotFound,
+                format!("Location on volume not found: {e}."),
+            )
+        })
 }
 
 /// Receives one upload part: the bytes go to platform storage, their MD5 becomes the ETag.
@@ -205,8 +208,7 @@ pub async fn upload_part(
     if written.is_err() || sums.size != expected {
         let _ = state.platform.delete(&key).await;
         return Err(ApiError::new(
-            400,
-            8011,
+            Code::InvalidPart,
             format!(
                 "Part {part} must be exactly {expected} bytes; {} arrived.",
                 sums.size
@@ -231,7 +233,8 @@ pub async fn upload_part(
     let mut response = StatusCode::OK.into_response();
     response.headers_mut().insert(
         header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", sums.md5)).map_err(|_| ApiError::internal())?,
+        HeaderValue::from_str(&format!("\"{}\"", sums.md5))
+            .map_err(|_| ApiError::from(Code::Internal))?,
     );
     Ok(response)
 }

@@ -7,7 +7,7 @@ use super::views;
 use super::wire::{Body, Params};
 use super::AppState;
 use crate::blob::{self, Hasher};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{Blob, FileFilter, FileRec, Page, StoreError, Upload, User};
 use crate::util::{new_long_id, now_ms};
 use axum::extract::{Path, State};
@@ -40,7 +40,7 @@ const MAX_PARTS: i64 = 10_000;
 const MAX_SIZE: i64 = 5 * 1024 * 1024 * MIB;
 
 pub fn upload_not_found() -> ApiError {
-    ApiError::new(404, 8003, "Requested upload does not exist.")
+    ApiError::from(Code::UploadNotFound)
 }
 
 /// The part size the server uses: the client's wish, raised so that at most 10,000 parts are
@@ -62,8 +62,7 @@ pub fn part_length(upload: &Upload, n: i64) -> ApiResult<u64> {
     let count = part_count(upload);
     if !(1..=count).contains(&n) {
         return Err(ApiError::new(
-            400,
-            8011,
+            Code::InvalidPart,
             format!("Part number must be between 1 and {count}."),
         ));
     }
@@ -112,13 +111,11 @@ async fn check_clash(
 ) -> ApiResult<Option<FileRec>> {
     match existing(state, parent_id, name).await? {
         Some(f) if f.is_folder => Err(ApiError::new(
-            409,
-            8004,
+            Code::UploadTargetExists,
             "A folder with this name already exists.",
         )),
         Some(_) if !overwrite => Err(ApiError::new(
-            409,
-            8004,
+            Code::UploadTargetExists,
             "A file with this name already exists; use overwrite.",
         )),
         other => Ok(other),
@@ -142,14 +139,10 @@ async fn init(
 ) -> ApiResult<Json<Value>> {
     check_name(&body.name)?;
     if !(0..=MAX_SIZE).contains(&body.size) {
-        return Err(ApiError::new(
-            400,
-            8012,
-            "File size must be between 0 and 5 TiB.",
-        ));
+        return Err(ApiError::from(Code::InvalidFileSize));
     }
     if body.part_size.is_some_and(|p| p <= 0) {
-        return Err(ApiError::new(400, 8013, "Part size must be positive."));
+        return Err(ApiError::from(Code::InvalidPartSize));
     }
     let overwrite = params.flag("overwrite")?;
     let parent = resolve_destination(
@@ -229,8 +222,7 @@ async fn report_part(
         .find(|p| p.part_number == body.part_number)
         .ok_or_else(|| {
             ApiError::new(
-                400,
-                8008,
+                Code::PartMismatch,
                 format!("Part {} has not been received.", body.part_number),
             )
         })?;
@@ -245,8 +237,7 @@ async fn report_part(
         .map(|e| e.trim_matches('"'));
     if reported.is_some_and(|e| e != part.etag) {
         return Err(ApiError::new(
-            400,
-            8008,
+            Code::PartMismatch,
             format!(
                 "The ETag of part {} does not match what was received.",
                 body.part_number
@@ -272,8 +263,7 @@ async fn complete(
             .any(|p| p.part_number == n && p.size == expected)
         {
             return Err(ApiError::new(
-                400,
-                8007,
+                Code::UploadIncomplete,
                 format!("Part {n} is missing; upload every part before completing."),
             ));
         }
@@ -318,9 +308,8 @@ async fn complete(
     )
     .await
     .map_err(|e| match e.code {
-        5003 => ApiError::new(
-            409,
-            8004,
+        Code::FileExists => ApiError::new(
+            Code::UploadTargetExists,
             "A file with this name appeared meanwhile; retry with overwrite.",
         ),
         _ => e,
@@ -368,8 +357,7 @@ pub async fn commit_file(
         .finish();
     if sums.size != size {
         return Err(ApiError::new(
-            400,
-            8007,
+            Code::UploadIncomplete,
             "The assembled file does not have the announced size.",
         ));
     }
@@ -404,11 +392,10 @@ pub async fn commit_file(
             let _ = state.platform.delete(&key).await;
         }
         return Err(match e {
-            StoreError::Conflict => ApiError::file_exists(),
+            StoreError::Conflict => ApiError::from(Code::FileExists),
             StoreError::NotFound => upload_not_found(),
             StoreError::NoParent => ApiError::new(
-                404,
-                5026,
+                Code::DestinationNotFound,
                 "Destination folder not found: it was deleted before the file was committed.",
             ),
             e => e.into(),

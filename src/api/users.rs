@@ -3,7 +3,7 @@
 use super::auth::AuthUser;
 use super::views;
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
@@ -54,7 +54,7 @@ pub async fn get_user(
         .store
         .get_user(&username)
         .await?
-        .ok_or_else(ApiError::user_not_found)?;
+        .ok_or_else(|| ApiError::from(Code::UserNotFound))?;
     if caller.is_admin || caller.username == user.username {
         Ok(Json(views::user(state.base(), &user)))
     } else {
@@ -68,7 +68,8 @@ pub async fn metrics(
     AuthUser(user): AuthUser,
 ) -> ApiResult<String> {
     if !user.is_admin {
-        return Err(ApiError::forbidden(
+        return Err(ApiError::new(
+            Code::Forbidden,
             "Metrics are for platform administrators.",
         ));
     }

@@ -6,7 +6,7 @@ use super::members::Members;
 use super::wire::{list_page, object, Body, Params};
 use super::AppState;
 use crate::blob::volume::{ObjectInfo, VolumeBackend, VolumeError};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{StoreError, User, VolumeRec, VOLUME};
 use crate::util::{format_ms, now_ms};
 use crate::volume::{self, ServiceKind};
@@ -50,11 +50,14 @@ type VolumePath = Path<(String, String)>;
 type MemberPath = Path<(String, String, String)>;
 
 pub fn volume_not_found() -> ApiError {
-    ApiError::new(404, 9007, "Requested volume does not exist.")
+    ApiError::from(Code::VolumeNotFound)
 }
 
 pub fn volume_inactive() -> ApiError {
-    ApiError::new(403, 9103, "The volume is deactivated; activate it first.")
+    ApiError::new(
+        Code::LocationInaccessible,
+        "The volume is deactivated; activate it first.",
+    )
 }
 
 fn render(state: &AppState, v: &VolumeRec) -> Value {
@@ -93,9 +96,8 @@ fn render(state: &AppState, v: &VolumeRec) -> Value {
 }
 
 /// Turns a failed probe into the SBG error the user can act on; the S3 code says what to fix.
-fn probe_error(code: u32, what: &str, e: VolumeError) -> ApiError {
+fn probe_error(code: Code, what: &str, e: VolumeError) -> ApiError {
     ApiError::new(
-        403,
         code,
         format!("Could not obtain {what} access on the service: {e}."),
     )
@@ -106,12 +108,12 @@ async fn probe(backend: &VolumeBackend, v: &VolumeRec) -> ApiResult<()> {
     backend
         .probe_read(&v.service.prefix)
         .await
-        .map_err(|e| probe_error(9001, "read", e))?;
+        .map_err(|e| probe_error(Code::ReadAccessDenied, "read", e))?;
     if v.access_mode == "RW" {
         backend
             .probe_write(&v.service.prefix, &v.service.properties)
             .await
-            .map_err(|e| probe_error(9002, "cross-write", e))?;
+            .map_err(|e| probe_error(Code::CrossWriteDenied, "cross-write", e))?;
     }
     Ok(())
 }
@@ -130,11 +132,7 @@ impl AppState {
             None => return Err(volume_not_found()),
         };
         if !need.granted_by(perms) {
-            return Err(ApiError::new(
-                403,
-                9020,
-                "Insufficient privileges to access the requested volume.",
-            ));
+            return Err(ApiError::from(Code::VolumeForbidden));
         }
         Ok(volume)
     }
@@ -163,11 +161,10 @@ impl AppState {
             .backend(v, secret, &self.volume_policy)
             .map_err(|why| match v.service.kind {
                 ServiceKind::Local => ApiError::new(
-                    403,
-                    9103,
+                    Code::LocationInaccessible,
                     format!("Location on volume is not accessible as configured: {why}."),
                 ),
-                _ => ApiError::new(400, 9017, format!("{why}.")),
+                _ => ApiError::new(Code::InvalidService, format!("{why}.")),
             })
     }
 }
@@ -182,7 +179,7 @@ async fn create(
         spec.service.root = local_volume_root(&state, &user, &spec.service.root)?;
     }
     let id = format!("{}/{}", user.username, spec.name);
-    let duplicate = || ApiError::new(409, 9010, "Requested volume name already exists.");
+    let duplicate = || ApiError::from(Code::VolumeNameExists);
     if state.store.get_volume(&id).await?.is_some() {
         return Err(duplicate());
     }
@@ -220,13 +217,16 @@ async fn create(
 fn local_volume_root(state: &AppState, user: &User, root: &str) -> ApiResult<String> {
     if !user.is_admin {
         return Err(ApiError::new(
-            403,
-            9020,
+            Code::VolumeForbidden,
             "Only platform administrators may create local volumes.",
         ));
     }
-    let root = crate::blob::local_root::resolve(root, &state.volume_policy)
-        .map_err(|why| ApiError::new(400, 9017, format!("The service object is invalid: {why}")))?;
+    let root = crate::blob::local_root::resolve(root, &state.volume_policy).map_err(|why| {
+        ApiError::new(
+            Code::InvalidService,
+            format!("The service object is invalid: {why}"),
+        )
+    })?;
     Ok(root.path().display().to_string())
 }
 
@@ -256,8 +256,7 @@ async fn get_one(
 fn text_field(key: &str, value: &Value) -> ApiResult<String> {
     value.as_str().map(str::to_string).ok_or_else(|| {
         ApiError::new(
-            400,
-            9017,
+            Code::InvalidService,
             format!("The service object is invalid: '{key}' must be a string"),
         )
     })
@@ -275,8 +274,7 @@ fn patch_service(
             "type" => {
                 if !text_field(&key, &value)?.eq_ignore_ascii_case(v.service.kind.as_str()) {
                     return Err(ApiError::new(
-                        400,
-                        9017,
+                        Code::InvalidService,
                         "The service type of a volume cannot change.",
                     ));
                 }
@@ -291,8 +289,7 @@ fn patch_service(
             "properties" => {
                 let Value::Object(changes) = value else {
                     return Err(ApiError::new(
-                        400,
-                        9017,
+                        Code::InvalidService,
                         "The service object is invalid: properties must be an object",
                     ));
                 };
@@ -304,8 +301,7 @@ fn patch_service(
             "credentials" => {
                 let Value::Object(creds) = value else {
                     return Err(ApiError::new(
-                        400,
-                        9017,
+                        Code::InvalidService,
                         "The service object is invalid: credentials must be an object",
                     ));
                 };
@@ -319,8 +315,7 @@ fn patch_service(
                             let given = text_field(&k, &val)?;
                             if given.is_empty() {
                                 return Err(ApiError::new(
-                                    400,
-                                    9017,
+                                    Code::InvalidService,
                                     format!(
                                         "The service object is invalid: '{k}' must not be empty"
                                     ),
@@ -330,8 +325,7 @@ fn patch_service(
                         }
                         _ => {
                             return Err(ApiError::new(
-                                400,
-                                9017,
+                                Code::InvalidService,
                                 format!("The service object is invalid: unknown credential '{k}'"),
                             ))
                         }
@@ -340,8 +334,7 @@ fn patch_service(
             }
             _ => {
                 return Err(ApiError::new(
-                    400,
-                    9017,
+                    Code::InvalidService,
                     format!("The service object is invalid: '{key}' cannot be changed"),
                 ))
             }
@@ -366,8 +359,7 @@ async fn update(
     // deactivate the volume, but never aim those credentials at anything else.
     if body.contains_key("service") && !(user.is_admin || user.username == before.owner) {
         return Err(ApiError::new(
-            403,
-            9020,
+            Code::VolumeForbidden,
             "Only the volume's owner or a platform administrator may change its service.",
         ));
     }
@@ -384,9 +376,10 @@ async fn update(
             }
             ("id" | "href" | "name" | "created_on" | "modified_on", _) => {}
             (other, _) => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid value for '{other}'."
-                )))
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!("Invalid value for '{other}'."),
+                ))
             }
         }
     }
@@ -398,18 +391,13 @@ async fn update(
         || new.region != old.region;
     if repointed && new_secret.is_none() {
         return Err(ApiError::new(
-            400,
-            9017,
+            Code::InvalidService,
             "The service object is invalid: pointing a volume at another bucket, endpoint, \
              prefix or region needs its credentials (the secret) in the same request.",
         ));
     }
     if v.service.kind == ServiceKind::Gcs && v.access_mode == "RW" {
-        return Err(ApiError::new(
-            400,
-            9057,
-            "This environment only supports RO buckets of type GCS.",
-        ));
+        return Err(ApiError::from(Code::GcsReadOnlyOnly));
     }
     let deactivating = before.active && !v.active;
     let jobs_in_the_way =
@@ -445,11 +433,7 @@ async fn update(
 /// read-only or re-pointed (`jobs_running`); every job also re-checks its volume when it
 /// commits, which covers one submitted meanwhile.
 async fn fail_jobs_of(state: &AppState, v: &VolumeRec) -> ApiResult<()> {
-    let error = ApiError::new(
-        409,
-        9103,
-        "The volume was deactivated (force=true) before the job finished; nothing was committed.",
-    );
+    let error = ApiError::from(Code::VolumeForceDeactivated);
     let failed = state
         .store
         .fail_volume_jobs(&v.id, &serde_json::to_value(&error).unwrap_or_default())
@@ -460,8 +444,7 @@ async fn fail_jobs_of(state: &AppState, v: &VolumeRec) -> ApiResult<()> {
 
 fn jobs_running() -> ApiError {
     ApiError::new(
-        409,
-        90007,
+        Code::Conflict,
         "Exports or imports on this volume are still pending or running; wait for them, or \
          deactivate it with force=true to fail them.",
     )
@@ -477,8 +460,7 @@ async fn remove(
         .await?;
     if v.active {
         return Err(ApiError::new(
-            409,
-            90007,
+            Code::Conflict,
             "Deactivate the volume (active: false) before deleting it.",
         ));
     }
@@ -488,8 +470,7 @@ async fn remove(
         .await
         .map_err(|e| match e {
             StoreError::InUse => ApiError::new(
-                409,
-                90007,
+                Code::Conflict,
                 "Files in projects are aliases of objects on this volume; delete them first.",
             ),
             StoreError::NotFound => volume_not_found(),
@@ -543,15 +524,13 @@ fn object_json(state: &AppState, v: &VolumeRec, info: &ObjectInfo) -> Value {
 
 fn browse_error(e: VolumeError) -> ApiError {
     match e.code.as_str() {
-        "InvalidArgument" => ApiError::bad_request("Invalid continuation token."),
+        "InvalidArgument" => ApiError::new(Code::BadRequest, "Invalid continuation token."),
         _ if e.retryable => ApiError::new(
-            503,
-            9000,
+            Code::ServiceError,
             format!("There was an error communicating with the service: {e}."),
         ),
         _ => ApiError::new(
-            403,
-            9103,
+            Code::LocationInaccessible,
             format!("Location on volume is not accessible as configured: {e}."),
         ),
     }
@@ -568,7 +547,7 @@ async fn browse(
     let page = params.page()?;
     let user_prefix = params.get("prefix").unwrap_or("");
     if user_prefix.starts_with('/') || user_prefix.split('/').any(|s| s == "..") {
-        return Err(ApiError::new(400, 9011, "Invalid prefix."));
+        return Err(ApiError::new(Code::InvalidLocation, "Invalid prefix."));
     }
     let full_prefix = if v.service.prefix.is_empty() {
         user_prefix.to_string()
@@ -638,15 +617,18 @@ async fn object_info(
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let (v, backend) = browsable(&state, &user, &format!("{owner}/{name}")).await?;
-    let location = params
-        .get("location")
-        .ok_or_else(|| ApiError::new(400, 9011, "Query parameter 'location' is required."))?;
+    let location = params.get("location").ok_or_else(|| {
+        ApiError::new(
+            Code::InvalidLocation,
+            "Query parameter 'location' is required.",
+        )
+    })?;
     let key = volume::checked_key(&v.service.prefix, location)?;
     let info = backend
         .head(&key)
         .await
         .map_err(browse_error)?
-        .ok_or_else(|| ApiError::new(404, 9105, "Location on volume not found."))?;
+        .ok_or_else(|| ApiError::from(Code::LocationNotFound))?;
     Ok(Json(object_json(&state, &v, &info)))
 }
 

@@ -2,7 +2,7 @@
 //! client's `null`, query strings with repeated keys and Python-cased booleans, the offset-paged
 //! list envelope with absolute links, and the bulk envelope.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::store::Page;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -31,7 +31,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 /// Parses a JSON request body; an empty body is refused like a malformed one.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("A JSON request body is required."));
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "A JSON request body is required.",
+        ));
     }
     serde_json::from_slice(bytes).map_err(ApiError::invalid_json)
 }
@@ -48,9 +51,12 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             .map(RawBody)
             .map_err(|rejection| {
                 if rejection.status().as_u16() == 413 {
-                    ApiError::new(413, 90000, "The request body is too large.")
+                    ApiError::from(Code::RequestTooLarge)
                 } else {
-                    ApiError::bad_request(format!("Could not read the request body: {rejection}"))
+                    ApiError::new(
+                        Code::BadRequest,
+                        format!("Could not read the request body: {rejection}"),
+                    )
                 }
             })
     }
@@ -60,7 +66,8 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 pub fn object(value: Value) -> ApiResult<serde_json::Map<String, Value>> {
     match value {
         Value::Object(map) => Ok(map),
-        _ => Err(ApiError::bad_request(
+        _ => Err(ApiError::new(
+            Code::BadRequest,
             "The request body must be a JSON object.",
         )),
     }
@@ -107,7 +114,10 @@ impl Params {
         match self.get(key) {
             None => Ok(false),
             Some(v) => parse_bool(v).ok_or_else(|| {
-                ApiError::bad_request(format!("Query parameter '{key}' must be true or false."))
+                ApiError::new(
+                    Code::BadRequest,
+                    format!("Query parameter '{key}' must be true or false."),
+                )
             }),
         }
     }
@@ -118,21 +128,26 @@ impl Params {
             match self.get(key) {
                 None | Some("") => Ok(default),
                 Some(v) => v.parse().map_err(|_| {
-                    ApiError::bad_request(format!("Query parameter '{key}' must be an integer."))
+                    ApiError::new(
+                        Code::BadRequest,
+                        format!("Query parameter '{key}' must be an integer."),
+                    )
                 }),
             }
         };
         let offset = number("offset", 0)?;
         let limit = number("limit", DEFAULT_LIMIT)?;
         if offset < 0 {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                Code::BadRequest,
                 "Query parameter 'offset' must not be negative.",
             ));
         }
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(format!(
-                "Query parameter 'limit' must be between 1 and {MAX_LIMIT}."
-            )));
+            return Err(ApiError::new(
+                Code::BadRequest,
+                format!("Query parameter 'limit' must be between 1 and {MAX_LIMIT}."),
+            ));
         }
         Ok(Page { offset, limit })
     }
@@ -198,14 +213,16 @@ pub fn bulk_entry(result: ApiResult<Value>) -> Value {
 /// Checks the size of a bulk request as a whole.
 pub fn check_bulk_len(len: usize) -> ApiResult<()> {
     if len == 0 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            Code::BadRequest,
             "The list of items must not be empty.",
         ));
     }
     if len > MAX_BULK {
-        return Err(ApiError::bad_request(format!(
-            "At most {MAX_BULK} items are allowed per call."
-        )));
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("At most {MAX_BULK} items are allowed per call."),
+        ));
     }
     Ok(())
 }

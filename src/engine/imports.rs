@@ -5,7 +5,7 @@
 use super::stall::VolumeHold;
 use super::{api_error_json, keep_lease, Engine, JobError};
 use crate::blob::volume::{ObjectInfo, VolumeBackend};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::names::{self, last_segment, NameError};
 use crate::store::{ImportBatch, ImportRec, JobEnd, NewAlias, StoreError};
 use crate::util::now_ms;
@@ -22,8 +22,7 @@ const CHECK_PAGE: i32 = 1000;
 /// A key that cannot become a file or folder name: the import fails, naming the key.
 fn unnamable(location: &str, why: NameError) -> ApiError {
     ApiError::new(
-        400,
-        9011,
+        Code::InvalidLocation,
         format!(
             "Invalid location: {location:?} cannot become a file or folder name ({why}). \
              Rename the object, or import it on its own with a destination name."
@@ -171,8 +170,7 @@ impl Engine {
             .ok_or_else(|| JobError::Terminal(super::volume_replaced("import")))?;
         if !volume.active {
             return Err(JobError::Terminal(ApiError::new(
-                403,
-                9103,
+                Code::LocationInaccessible,
                 "The volume was deactivated before the import ran.",
             )));
         }
@@ -182,8 +180,7 @@ impl Engine {
             .map_err(JobError::Terminal)?;
         let read_error = |e: crate::blob::volume::VolumeError| match JobError::from_s3(&e) {
             JobError::Terminal(_) => JobError::Terminal(ApiError::new(
-                403,
-                9103,
+                Code::LocationInaccessible,
                 format!("Location on volume is not accessible as configured: {e}."),
             )),
             other => other,
@@ -307,8 +304,7 @@ impl Engine {
                 Err(JobError::Terminal(super::refusal_error(why, "import")))
             }
             Err(StoreError::NoParent) => Err(JobError::Terminal(ApiError::new(
-                404,
-                5026,
+                Code::DestinationNotFound,
                 "Destination folder not found: it was deleted before the import committed.",
             ))),
             Err(e) => Err(JobError::Retryable(format!("committing the import: {e}"))),
@@ -317,13 +313,12 @@ impl Engine {
 }
 
 fn not_found() -> JobError {
-    JobError::Terminal(ApiError::new(404, 9105, "Location on volume not found."))
+    JobError::Terminal(ApiError::from(Code::LocationNotFound))
 }
 
 fn name_taken() -> ApiError {
     ApiError::new(
-        409,
-        9108,
+        Code::ImportDestinationExists,
         "Requested file already exists in the destination; import with overwrite or autorename.",
     )
 }
@@ -351,7 +346,7 @@ mod tests {
         ];
         for key in &bad {
             let err = alias(key, true).unwrap_err();
-            assert_eq!((err.status, err.code), (400, 9011), "{key:?}");
+            assert_eq!((err.status(), err.code.number()), (400, 9011), "{key:?}");
             let location = format!("{:?}", key.strip_prefix("pre/").unwrap());
             assert!(
                 err.message.contains(&location),

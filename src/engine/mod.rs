@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::blob::activity::Activity;
 use crate::blob::volume::{VolumeBackend, VolumeError};
 use crate::blob::{self};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::store::{Alias, ExportRec, FileRec, Finished, JobEnd, Refusal, VolumeRec};
 use crate::util::{now_ms, random_hex};
 use commit::GroupCommit;
@@ -50,15 +50,21 @@ impl JobError {
         }
         JobError::Terminal(match e.code.as_str() {
             "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled" => {
-                ApiError::new(403, 9002, format!("Could not obtain cross-write access on the volume: {e}. Check the volume's credentials and bucket policy."))
+                ApiError::new(Code::CrossWriteDenied, format!("Could not obtain cross-write access on the volume: {e}. Check the volume's credentials and bucket policy."))
             }
-            "NoSuchBucket" => ApiError::new(404, 9103, format!("Location on volume is not accessible as configured: {e}. The bucket does not exist.")),
+            "NoSuchBucket" => ApiError::new(Code::BucketMissing, format!("Location on volume is not accessible as configured: {e}. The bucket does not exist.")),
             "KMS.NotFoundException" | "KMS.DisabledException" | "KMS.AccessDeniedException" | "InvalidKMSKey" => {
-                ApiError::new(400, 9023, format!("Server-side encryption failed: {e}. Check sse_aws_kms_key_id."))
+                ApiError::new(Code::InvalidSse, format!("Server-side encryption failed: {e}. Check sse_aws_kms_key_id."))
             }
-            "EntityTooLarge" => ApiError::new(400, 9103, format!("The volume refused the object: {e}.")),
-            _ => ApiError::new(403, 9103, format!("Location on volume is not accessible as configured: {e}.")),
+            "EntityTooLarge" => ApiError::new(Code::ObjectRefused, format!("The volume refused the object: {e}.")),
+            _ => ApiError::new(Code::LocationInaccessible, format!("Location on volume is not accessible as configured: {e}.")),
         })
+    }
+
+    /// The volume refused our credentials. A server-side copy needs them to read the platform
+    /// bucket too, so the export may still succeed streamed.
+    fn is_access_refused(&self) -> bool {
+        matches!(self, JobError::Terminal(e) if e.code == Code::CrossWriteDenied)
     }
 
     fn internal(e: anyhow::Error) -> Self {
@@ -80,7 +86,7 @@ impl JobError {
     }
 
     fn corrupt() -> Self {
-        JobError::Terminal(ApiError::new(500, 90004, "The platform copy of the file does not match its recorded checksum; nothing was changed."))
+        JobError::Terminal(ApiError::new(Code::Internal, "The platform copy of the file does not match its recorded checksum; nothing was changed."))
     }
 }
 
@@ -469,22 +475,19 @@ impl Engine {
         }
         let file = file.ok_or_else(|| {
             JobError::Terminal(ApiError::new(
-                404,
-                5002,
+                Code::FileNotFound,
                 "The source file was deleted before the export ran.",
             ))
         })?;
         let Some(blob_id) = file.blob_id.clone() else {
             return Err(JobError::Terminal(ApiError::new(
-                403,
-                9006,
+                Code::NotExportable,
                 "Requested file cannot be exported: it is no longer on the platform.",
             )));
         };
         if !volume.active {
             return Err(JobError::Terminal(ApiError::new(
-                403,
-                9103,
+                Code::LocationInaccessible,
                 "The volume was deactivated before the export ran.",
             )));
         }
@@ -568,20 +571,23 @@ impl Engine {
                 // A single-part copy without KMS answers with the MD5 as its ETag: verified.
                 let kms =
                     t.properties.get("sse_algorithm").and_then(|v| v.as_str()) == Some("aws:kms");
-                copy::copy_object(ctx, t, &src.bucket, &src.key)
-                    .await
-                    .map(|etag| !kms && etag.is_some() && etag == file.md5)
+                let copied = copy::copy_object(ctx, t, &src.bucket, &src.key).await;
+                Some(copied.map(|etag| !kms && etag.is_some() && etag == file.md5))
             }
-            Some(src) => copy::multipart_copy(ctx, t, &src.bucket, &src.key, size)
-                .await
-                .map(|()| false),
-            None => Err(JobError::Terminal(ApiError::internal())),
+            Some(src) => Some(
+                copy::multipart_copy(ctx, t, &src.bucket, &src.key, size)
+                    .await
+                    .map(|()| false),
+            ),
+            None => None,
         };
+        let refused = matches!(&server_side, Some(Err(e)) if e.is_access_refused());
+        if refused {
+            tracing::info!(export = %job.id, "server-side copy refused; streaming instead");
+        }
         let result = match server_side {
-            Err(JobError::Terminal(e)) if source.is_none() || e.code == 9002 => {
-                if source.is_some() {
-                    tracing::info!(export = %job.id, "server-side copy refused; streaming instead");
-                }
+            Some(done) if !refused => done,
+            _ => {
                 let (md5, crc) = (
                     file.md5.clone().unwrap_or_default(),
                     file.crc32c.clone().unwrap_or_default(),
@@ -590,7 +596,6 @@ impl Engine {
                     .await
                     .map(|()| false)
             }
-            other => other,
         };
         match result {
             Err(JobError::Exists) => match head(t).await? {
@@ -632,7 +637,7 @@ impl Engine {
                         error: api_error_json(&refusal_error(why, "export")),
                     },
                     Some(Finished::SourceChanged) => JobEnd::Failed {
-                        error: api_error_json(&ApiError::conflict("The source file changed while it was exported; the object on the volume was left as written.")),
+                        error: api_error_json(&ApiError::new(Code::Conflict, "The source file changed while it was exported; the object on the volume was left as written.")),
                     },
                     None => self.retry_end(job, "the commit failed".into()),
                 }
@@ -685,14 +690,12 @@ impl Engine {
 
     fn retry_or_fail(&self, id: &str, attempt: i64, why: String) -> JobEnd {
         let error = ApiError::new(
-            503,
-            9000,
+            Code::ServiceError,
             format!("There was an error communicating with the service: {why}."),
         );
         if attempt >= self.config.max_attempts {
             let error = ApiError::new(
-                503,
-                9000,
+                Code::ServiceError,
                 format!("Gave up after {} attempts: {why}.", attempt),
             );
             return JobEnd::Failed {
@@ -719,23 +722,19 @@ pub fn refusal_error(why: Refusal, job: &str) -> ApiError {
     match why {
         Refusal::VolumeReplaced => volume_replaced(job),
         Refusal::VolumeInactive => ApiError::new(
-            403,
-            9103,
+            Code::LocationInaccessible,
             format!("The volume was deactivated before the {job} took effect."),
         ),
         Refusal::VolumeReadOnly => ApiError::new(
-            403,
-            9026,
+            Code::VolumeMadeReadOnly,
             format!("The volume was made read-only (access_mode RO) before the {job} took effect."),
         ),
         Refusal::NoVolumeRight => ApiError::new(
-            403,
-            9020,
+            Code::VolumeForbidden,
             format!("Insufficient privileges to access the requested volume: its owner no longer grants the rights this {job} needs."),
         ),
         Refusal::NoProjectRight => ApiError::new(
-            403,
-            9003,
+            Code::ProjectAccessDenied,
             format!("Insufficient privileges to access the requested project: the rights this {job} needs on it were revoked."),
         ),
     }
@@ -744,16 +743,14 @@ pub fn refusal_error(why: Refusal, job: &str) -> ApiError {
 /// The job's volume is gone, or another one now has its id.
 fn volume_replaced(job: &str) -> ApiError {
     ApiError::new(
-        404,
-        9007,
+        Code::VolumeNotFound,
         format!("The volume was deleted, or replaced by another of the same name, before the {job} ran."),
     )
 }
 
 fn exists_error_api() -> ApiError {
     ApiError::new(
-        409,
-        9107,
+        Code::LocationExists,
         "Location on volume already contains a file; export with overwrite=true to replace it.",
     )
 }
@@ -783,8 +780,7 @@ async fn verify_s3(
         .ok_or_else(|| JobError::Retryable("the object is not visible yet".into()))?;
     let bad = |what: &str| {
         JobError::Terminal(ApiError::new(
-            500,
-            90004,
+            Code::Internal,
             format!("Verification of the exported object failed: {what}."),
         ))
     };

@@ -43,32 +43,6 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
-impl From<StoreError> for crate::error::ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Conflict => Self::conflict("The resource already exists."),
-            StoreError::NotFound => Self::not_found("The resource does not exist."),
-            StoreError::NotEmpty => {
-                Self::new(400, 5021, "Deleting non-empty folders is not supported.")
-            }
-            StoreError::InUse => Self::conflict("The resource is still in use."),
-            StoreError::Busy => Self::conflict("Jobs that use the resource are still running."),
-            StoreError::NoParent => Self::new(404, 5026, "Destination folder not found."),
-            StoreError::Refused(_) => Self::new(
-                403,
-                9003,
-                "Insufficient privileges to access the requested project: write access was revoked.",
-            ),
-            StoreError::IntoItself => Self::new(
-                400,
-                5033,
-                "A folder cannot be moved into itself or into one of its own sub-folders.",
-            ),
-            StoreError::Db(e) => e.into(),
-        }
-    }
-}
-
 /// Maps a unique-key violation to `Conflict`, anything else to `Db`.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
     match &err {
