@@ -334,7 +334,7 @@ mod tests {
         let e = &c.engine;
         assert_eq!(
             (e.workers, e.max_workers_per_volume, e.volume_cap()),
-            (16, 0, 12)
+            (16, 0, 14)
         );
         assert_eq!(e.lease, Duration::from_secs(30));
         assert_eq!(e.multipart_cutoff, 5 << 30);

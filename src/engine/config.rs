@@ -12,8 +12,8 @@ pub struct EngineConfig {
     #[arg(long, env = "EGRESS_WORKERS", value_name = "N", default_value_t = 16)]
     pub workers: usize,
     /// Export jobs one volume may run at once in this process (imports count toward it), so a
-    /// stalled volume always leaves workers to the others; 0: three quarters of `--workers` (at
-    /// least 1)
+    /// stalled volume always leaves workers to the others; 0: `--workers` less an eighth of them
+    /// (at least 1 less, and at least 1)
     #[arg(
         long,
         env = "EGRESS_MAX_WORKERS_PER_VOLUME",
@@ -129,7 +129,7 @@ impl EngineConfig {
         match self.max_workers_per_volume {
             0 => self
                 .workers
-                .saturating_sub((self.workers / 4).max(1))
+                .saturating_sub((self.workers / 8).max(1))
                 .max(1),
             n => n,
         }
