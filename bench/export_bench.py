@@ -495,12 +495,22 @@ class Api:
         self._local = threading.local()
         self._host = urllib.parse.urlsplit(base).netloc
 
+    # Egress closes a keep-alive connection that sends no request for --header-read-timeout-secs
+    # (30 s by default); one idle longer than this is replaced before it is used, not after a
+    # request sent on it is lost.
+    IDLE_REUSE_SECS = 10.0
+
     @property
     def connection(self) -> http.client.HTTPConnection:
         c = getattr(self._local, "connection", None)
+        now = time.monotonic()
+        if c is not None and now - getattr(self._local, "used_at", now) > self.IDLE_REUSE_SECS:
+            c.close()
+            c = None
         if c is None:
             c = http.client.HTTPConnection(self._host, timeout=300)
             self._local.connection = c
+        self._local.used_at = now
         return c
 
     @property
