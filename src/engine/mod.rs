@@ -457,22 +457,6 @@ impl Engine {
             .as_ref()
             .map_err(|e| JobError::Terminal(e.clone()))?;
         let volume = &claimed.rec;
-        if let (Some(upload_id), VolumeBackend::S3 { client, bucket }) = (&job.upload_id, backend) {
-            // A previous attempt died mid-upload: its parts must not linger.
-            let target = Target {
-                client,
-                bucket,
-                key: &job.object_key,
-                properties: &job.properties,
-                overwrite: job.overwrite,
-            };
-            copy::abort_multipart(ctx, &target, upload_id).await;
-            let _ = self
-                .state
-                .store
-                .set_export_upload(&job.id, job.attempt, None)
-                .await;
-        }
         let file = file.ok_or_else(|| {
             JobError::Terminal(ApiError::new(
                 Code::FileNotFound,
