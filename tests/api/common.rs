@@ -23,7 +23,10 @@ impl TestServer {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), tune).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::new("127.0.0.1:0", dir.path());
         tune(&mut config);
         let running = server::start(config).await.unwrap();
@@ -42,16 +45,7 @@ impl TestServer {
     pub async fn restart_with(self, tune: impl FnOnce(&mut Config)) -> Self {
         let Self { running, _dir, .. } = self;
         running.stop().await.unwrap();
-        let mut config = Config::new("127.0.0.1:0", _dir.path());
-        tune(&mut config);
-        let running = server::start(config).await.unwrap();
-        let base = format!("http://{}", running.addr);
-        Self {
-            running,
-            base,
-            http: reqwest::Client::new(),
-            _dir,
-        }
+        Self::start_in(_dir, tune).await
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

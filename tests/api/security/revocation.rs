@@ -16,7 +16,9 @@ struct Setup {
     /// Member of both with every right, until the test takes some away.
     bob: String,
     volume_dir: PathBuf,
-    _declared: tempfile::TempDir,
+    /// The folder declared for local volumes (kept alive by `_keep`).
+    declared: PathBuf,
+    _keep: tempfile::TempDir,
 }
 
 fn tune(c: &mut egress::server::Config, declared: PathBuf, run_jobs: bool) {
@@ -44,7 +46,8 @@ async fn setup() -> Setup {
         root,
         bob,
         volume_dir,
-        _declared: declared,
+        declared: declared.path().to_path_buf(),
+        _keep: declared,
     }
 }
 
@@ -93,21 +96,16 @@ async fn import(s: &TestServer, token: &str, location: &str) -> String {
     r.body["id"].as_str().unwrap().to_string()
 }
 
-fn declared(setup: &Setup) -> PathBuf {
-    setup._declared.path().to_path_buf()
-}
-
 #[tokio::test]
 async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
-    let setup = setup().await;
-    let dir = declared(&setup);
     let Setup {
         s,
         root,
         bob,
         volume_dir,
-        ..
-    } = setup;
+        declared: dir,
+        _keep,
+    } = setup().await;
     // Carol has every right too, until she is taken off the volume.
     let carol = s.user("carol").await;
     add_everywhere(&s, &root, "carol").await;
@@ -176,15 +174,14 @@ async fn queued_jobs_fail_when_their_owner_loses_a_right_and_write_nothing() {
 
 #[tokio::test]
 async fn a_volume_with_unfinished_jobs_is_not_changed_under_them_unless_forced() {
-    let setup = setup().await;
-    let dir = declared(&setup);
     let Setup {
         s,
         root,
         bob,
         volume_dir,
-        ..
-    } = setup;
+        declared: dir,
+        _keep,
+    } = setup().await;
     let f = s
         .upload(&bob, "root/p", "moving.txt", b"moving bytes")
         .await;
@@ -248,7 +245,13 @@ async fn a_volume_with_unfinished_jobs_is_not_changed_under_them_unless_forced()
 
 #[tokio::test]
 async fn an_upload_completed_after_its_uploader_lost_write_access_writes_nothing() {
-    let Setup { s, root, bob, .. } = setup().await;
+    let Setup {
+        s,
+        root,
+        bob,
+        _keep,
+        ..
+    } = setup().await;
     s.upload(&root, "root/p", "report.txt", b"the owner's report")
         .await;
     let id = s
