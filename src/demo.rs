@@ -63,7 +63,7 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
         owner: DEMO_USER.into(),
         name: DEMO_VOLUME.into(),
         description: Some("A local folder standing in for an S3 bucket.".into()),
-        access_mode: "RW".into(),
+        access_mode: crate::model::AccessMode::Rw,
         active: true,
         service: Service {
             kind: ServiceKind::Local,

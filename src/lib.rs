@@ -10,6 +10,7 @@ pub mod error;
 pub mod http_server;
 pub mod limits;
 pub mod metrics;
+pub mod model;
 pub mod names;
 pub mod secret_box;
 pub mod secret_key;

@@ -2,6 +2,7 @@
 //! export properties, the endpoint allowlist and object-key building.
 
 use crate::error::{ApiError, ApiResult, Code};
+use crate::model::AccessMode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ pub struct Service {
 pub struct NewVolume {
     pub name: String,
     pub description: Option<String>,
-    pub access_mode: String,
+    pub access_mode: AccessMode,
     pub service: Service,
     /// The secret half of the credentials (S3 secret key, GCS private key); empty for local.
     pub secret: String,
@@ -215,11 +216,12 @@ pub fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn parse_access_mode(value: Option<&Value>) -> ApiResult<String> {
-    match value.and_then(Value::as_str).map(str::to_ascii_uppercase) {
-        Some(mode) if mode == "RW" || mode == "RO" => Ok(mode),
-        _ => Err(ApiError::from(Code::AccessModeMissing)),
-    }
+/// `RW` or `RO`, in any case.
+pub fn parse_access_mode(value: Option<&Value>) -> ApiResult<AccessMode> {
+    value
+        .and_then(Value::as_str)
+        .and_then(|mode| mode.to_ascii_uppercase().parse().ok())
+        .ok_or_else(|| ApiError::from(Code::AccessModeMissing))
 }
 
 /// Normalizes an S3 endpoint to `scheme://host[:port]` (a bare host means https) and checks it
@@ -322,7 +324,7 @@ pub fn normalize_prefix(prefix: &str) -> ApiResult<String> {
 /// Parses the `service` object of a create body into the stored service and its secret.
 pub fn parse_service(
     value: Option<&Value>,
-    access_mode: &str,
+    access_mode: AccessMode,
     policy: &VolumePolicy,
 ) -> ApiResult<(Service, String)> {
     let obj = match value {
@@ -374,7 +376,7 @@ pub fn parse_service(
             required(credentials, "secret_access_key")?
         }
         ServiceKind::Gcs => {
-            if access_mode == "RW" {
+            if access_mode == AccessMode::Rw {
                 return Err(ApiError::from(Code::GcsReadOnlyOnly));
             }
             service.bucket = required(obj, "bucket")?;
@@ -417,7 +419,7 @@ pub fn parse_new_volume(body: &Map<String, Value>, policy: &VolumePolicy) -> Api
     let access_mode = parse_access_mode(body.get("access_mode"))?;
     let description = text(body, "description")
         .map_err(|_| ApiError::new(Code::BadRequest, "description must be a string"))?;
-    let (service, secret) = parse_service(body.get("service"), &access_mode, policy)?;
+    let (service, secret) = parse_service(body.get("service"), access_mode, policy)?;
     Ok(NewVolume {
         name,
         description,
@@ -474,6 +476,25 @@ pub fn checked_key(prefix: &str, location: &str) -> ApiResult<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn access_mode_parses_in_any_case() {
+        for (given, mode) in [
+            ("RW", AccessMode::Rw),
+            ("ro", AccessMode::Ro),
+            ("Rw", AccessMode::Rw),
+        ] {
+            assert_eq!(parse_access_mode(Some(&json!(given))).unwrap(), mode);
+        }
+        for bad in [json!("RX"), json!(""), json!(1), Value::Null] {
+            let err = parse_access_mode(Some(&bad)).unwrap_err();
+            assert_eq!(err.code, Code::AccessModeMissing, "{bad}");
+        }
+        assert_eq!(
+            parse_access_mode(None).unwrap_err().code,
+            Code::AccessModeMissing
+        );
+    }
 
     fn props(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -661,7 +682,7 @@ mod tests {
             ..Default::default()
         };
         let s3 = json!({"type": "S3", "bucket": "b", "endpoint": "http://127.0.0.1:5000", "credentials": {"access_key_id": "AK", "secret_access_key": "SK"}});
-        let (svc, secret) = parse_service(Some(&s3), "RW", &policy).unwrap();
+        let (svc, secret) = parse_service(Some(&s3), AccessMode::Rw, &policy).unwrap();
         assert_eq!(
             (
                 svc.kind,
@@ -673,25 +694,28 @@ mod tests {
         );
         let gcs = json!({"type": "gcs", "bucket": "b", "credentials": {"client_email": "e", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
         assert_eq!(
-            parse_service(Some(&gcs), "RW", &policy)
+            parse_service(Some(&gcs), AccessMode::Rw, &policy)
                 .unwrap_err()
                 .code
                 .number(),
             9057
         );
         assert_eq!(
-            parse_service(Some(&gcs), "RO", &policy).unwrap().0.kind,
+            parse_service(Some(&gcs), AccessMode::Ro, &policy)
+                .unwrap()
+                .0
+                .kind,
             ServiceKind::Gcs
         );
         assert_eq!(
-            parse_service(Some(&json!({"type": "azure"})), "RO", &policy)
+            parse_service(Some(&json!({"type": "azure"})), AccessMode::Ro, &policy)
                 .unwrap_err()
                 .code
                 .number(),
             9017
         );
         assert_eq!(
-            parse_service(None, "RO", &policy)
+            parse_service(None, AccessMode::Ro, &policy)
                 .unwrap_err()
                 .code
                 .number(),
@@ -700,7 +724,7 @@ mod tests {
         for bad_root in ["tmp", "/tmp/../etc", ""] {
             let body = json!({"type": "local", "root": bad_root});
             assert_eq!(
-                parse_service(Some(&body), "RW", &policy)
+                parse_service(Some(&body), AccessMode::Rw, &policy)
                     .unwrap_err()
                     .code
                     .number(),

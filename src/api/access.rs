@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::store::{FileRec, Perms, Project, User, PROJECT};
+use crate::store::{FileRec, MemberKind, Perms, Project, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -43,7 +43,7 @@ impl AppState {
         }
         let member = self
             .store
-            .get_member(PROJECT, &project.id, &user.username)
+            .get_member(MemberKind::Project, &project.id, &user.username)
             .await?;
         Ok(match member {
             Some(m) => Some(m.perms),

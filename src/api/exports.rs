@@ -10,7 +10,8 @@ use super::wire::{bulk_entry, check_bulk_len, list_page, parse_json, Params, Raw
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{
-    ExportRec, FileRec, Idempotent, Perms, Project, StoreError, User, VolumeRec, PENDING,
+    AccessMode, ExportRec, FileRec, Idempotent, JobState, Perms, Project, StoreError, User,
+    VolumeRec,
 };
 use crate::util::{format_ms, new_long_id, now_ms, sha256_hex};
 use crate::volume::{self, ServiceKind};
@@ -80,7 +81,7 @@ pub async fn render(state: &AppState, e: &ExportRec) -> ApiResult<Value> {
 async fn render_all(state: &AppState, jobs: &[ExportRec]) -> ApiResult<Vec<Value>> {
     let done: Vec<String> = jobs
         .iter()
-        .filter(|e| e.state == crate::store::COMPLETED)
+        .filter(|e| e.state == JobState::Completed)
         .map(|e| e.file_id.clone())
         .collect();
     let files: HashMap<String, FileRec> = if done.is_empty() {
@@ -102,7 +103,7 @@ async fn render_all(state: &AppState, jobs: &[ExportRec]) -> ApiResult<Vec<Value
                 e,
                 files
                     .get(&e.file_id)
-                    .filter(|_| e.state == crate::store::COMPLETED),
+                    .filter(|_| e.state == JobState::Completed),
             )
         })
         .collect())
@@ -239,7 +240,7 @@ async fn validate(
             "Export to GCS is not supported.",
         ));
     }
-    if vol.access_mode != "RW" {
+    if vol.access_mode != AccessMode::Rw {
         return Err(ApiError::from(Code::VolumeReadOnly));
     }
     if !vol.active {
@@ -263,7 +264,7 @@ async fn validate(
         properties: volume::effective_properties(&vol.service.properties, &given),
         overwrite: item.overwrite,
         copy_only,
-        state: PENDING.into(),
+        state: JobState::Pending,
         error: None,
         attempt: 0,
         lease_owner: None,
@@ -475,18 +476,20 @@ async fn get_bulk(
     Ok(Json(json!({"items": items})))
 }
 
-const STATES: &[&str] = &["PENDING", "RUNNING", "COMPLETED", "FAILED"];
-
 /// The `state` filters of a job listing (repeatable).
-pub fn parse_states(params: &Params) -> ApiResult<Vec<String>> {
-    let states = params.all("state");
-    if let Some(bad) = states.iter().find(|s| !STATES.contains(&s.as_str())) {
-        return Err(ApiError::new(
-            Code::BadRequest,
-            format!("Unknown state '{bad}': use PENDING, RUNNING, COMPLETED or FAILED."),
-        ));
-    }
-    Ok(states)
+pub fn parse_states(params: &Params) -> ApiResult<Vec<JobState>> {
+    params
+        .all("state")
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|_| {
+                ApiError::new(
+                    Code::BadRequest,
+                    format!("Unknown state '{s}': use PENDING, RUNNING, COMPLETED or FAILED."),
+                )
+            })
+        })
+        .collect()
 }
 
 async fn list(
@@ -503,4 +506,35 @@ async fn list(
         .await?;
     let items = render_all(&state, &jobs).await?;
     Ok(list_page(state.base(), &uri, page, total, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn state_filters_parse_into_states_or_name_the_bad_one() {
+        let ok = params(&[("state", "COMPLETED"), ("limit", "5"), ("state", "PENDING")]);
+        assert_eq!(
+            parse_states(&ok).unwrap(),
+            [JobState::Completed, JobState::Pending]
+        );
+        assert_eq!(parse_states(&params(&[])).unwrap(), []);
+        let bad = params(&[("state", "RUNNING"), ("state", "running")]);
+        let err = parse_states(&bad).unwrap_err();
+        assert_eq!(err.code, Code::BadRequest);
+        assert_eq!(
+            err.message,
+            "Unknown state 'running': use PENDING, RUNNING, COMPLETED or FAILED."
+        );
+    }
 }

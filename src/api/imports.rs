@@ -10,7 +10,7 @@ use super::volumes::volume_inactive;
 use super::wire::{bulk_entry, check_bulk_len, list_page, Body, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::store::{ImportRec, User, PENDING};
+use crate::store::{ImportRec, JobState, User};
 use crate::util::{format_ms, new_long_id, now_ms};
 use crate::volume::{self, ServiceKind};
 use axum::extract::{OriginalUri, Path, State};
@@ -148,7 +148,7 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
         overwrite: item.overwrite,
         autorename: item.autorename,
         preserve_folder_structure: item.preserve_folder_structure.unwrap_or(true),
-        state: PENDING.into(),
+        state: JobState::Pending,
         error: None,
         attempt: 0,
         lease_owner: None,

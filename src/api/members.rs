@@ -5,7 +5,7 @@ use super::views;
 use super::wire::{list_page, object, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::store::{Member, Perms};
+use crate::store::{Member, MemberKind, Perms};
 use axum::http::Uri;
 use axum::response::Response;
 use axum::Json;
@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 /// The members of one resource; `href` is the absolute URL of its members collection.
 pub struct Members<'a> {
     pub state: &'a AppState,
-    pub kind: &'static str,
+    pub kind: MemberKind,
     pub resource_id: &'a str,
     pub href: String,
     /// The resource's owner keeps full rights: it can be neither removed nor reduced.
@@ -80,7 +80,7 @@ impl Members<'_> {
         };
         let perms = apply_perms(base, body.get("permissions").unwrap_or(&Value::Null))?;
         let member = Member {
-            kind: self.kind.to_string(),
+            kind: self.kind,
             resource_id: self.resource_id.to_string(),
             username,
             perms,

@@ -8,7 +8,7 @@ use super::wire::{list_page, object, Body, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::limits;
-use crate::store::{FileRec, Project, StoreError, User, PROJECT};
+use crate::store::{FileRec, MemberKind, Project, StoreError, User};
 use crate::util::now_ms;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
@@ -278,7 +278,7 @@ async fn members<'a>(
     let (project, _) = state.project_for(user, id, need).await?;
     Ok(Members {
         state,
-        kind: PROJECT,
+        kind: MemberKind::Project,
         resource_id: id,
         href: format!("{}/v2/projects/{id}/members", state.base()),
         owner: project.owner,

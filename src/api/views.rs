@@ -69,7 +69,7 @@ pub fn member(members_href: &str, m: &Member) -> Value {
     let mut permissions = json!({
         "read": m.perms.read, "copy": m.perms.copy, "write": m.perms.write, "admin": m.perms.admin,
     });
-    if m.kind == crate::store::PROJECT {
+    if m.kind == crate::store::MemberKind::Project {
         permissions["execute"] = json!(m.perms.execute);
     }
     json!({

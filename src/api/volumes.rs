@@ -7,7 +7,7 @@ use super::wire::{list_page, object, Body, Params};
 use super::AppState;
 use crate::blob::volume::{ObjectInfo, VolumeBackend, VolumeError};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::store::{StoreError, User, VolumeRec, VOLUME};
+use crate::store::{AccessMode, MemberKind, StoreError, User, VolumeRec};
 use crate::util::{format_ms, now_ms};
 use crate::volume::{self, ServiceKind};
 use axum::extract::{OriginalUri, Path, State};
@@ -109,7 +109,7 @@ async fn probe(backend: &VolumeBackend, v: &VolumeRec) -> ApiResult<()> {
         .probe_read(&v.service.prefix)
         .await
         .map_err(|e| probe_error(Code::ReadAccessDenied, "read", e))?;
-    if v.access_mode == "RW" {
+    if v.access_mode == AccessMode::Rw {
         backend
             .probe_write(&v.service.prefix, &v.service.properties)
             .await
@@ -126,7 +126,11 @@ impl AppState {
             .get_volume(id)
             .await?
             .ok_or_else(volume_not_found)?;
-        let perms = match self.store.get_member(VOLUME, id, &user.username).await? {
+        let perms = match self
+            .store
+            .get_member(MemberKind::Volume, id, &user.username)
+            .await?
+        {
             Some(m) => m.perms,
             None if user.is_admin => crate::store::Perms::ALL,
             None => return Err(volume_not_found()),
@@ -396,19 +400,20 @@ async fn update(
              prefix or region needs its credentials (the secret) in the same request.",
         ));
     }
-    if v.service.kind == ServiceKind::Gcs && v.access_mode == "RW" {
+    if v.service.kind == ServiceKind::Gcs && v.access_mode == AccessMode::Rw {
         return Err(ApiError::from(Code::GcsReadOnlyOnly));
     }
     let deactivating = before.active && !v.active;
-    let jobs_in_the_way =
-        (deactivating || repointed || (before.access_mode == "RW" && v.access_mode != "RW"))
-            && state.store.unfinished_volume_jobs(&v.id).await? > 0;
+    let jobs_in_the_way = (deactivating
+        || repointed
+        || (before.access_mode == AccessMode::Rw && v.access_mode != AccessMode::Rw))
+        && state.store.unfinished_volume_jobs(&v.id).await? > 0;
     if jobs_in_the_way && !(force && deactivating) {
         return Err(jobs_running());
     }
     let reconnect = v.service != before.service
         || new_secret.is_some()
-        || (v.access_mode == "RW" && before.access_mode != "RW");
+        || (v.access_mode == AccessMode::Rw && before.access_mode != AccessMode::Rw);
     if reconnect && v.service.kind != ServiceKind::Gcs {
         let secret = match &new_secret {
             Some(s) => s.clone(),
@@ -641,7 +646,7 @@ async fn members<'a>(
     let v = state.volume_for(user, id, need).await?;
     Ok(Members {
         state,
-        kind: VOLUME,
+        kind: MemberKind::Volume,
         resource_id: id,
         href: format!("{}/v2/storage/volumes/{id}/members", state.base()),
         owner: v.owner,

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+pub use crate::model::{AccessMode, JobState, MemberKind};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -87,13 +88,9 @@ impl Perms {
     };
 }
 
-pub const PROJECT: &str = "project";
-pub const VOLUME: &str = "volume";
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Member {
-    /// `project` or `volume`.
-    pub kind: String,
+    pub kind: MemberKind,
     pub resource_id: String,
     pub username: String,
     #[sqlx(flatten)]
@@ -204,8 +201,7 @@ pub struct VolumeRec {
     pub owner: String,
     pub name: String,
     pub description: Option<String>,
-    /// `RW` or `RO`.
-    pub access_mode: String,
+    pub access_mode: AccessMode,
     pub active: bool,
     #[sqlx(json)]
     pub service: crate::volume::Service,
@@ -251,7 +247,7 @@ pub struct ExportRec {
     pub properties: serde_json::Map<String, serde_json::Value>,
     pub overwrite: bool,
     pub copy_only: bool,
-    pub state: String,
+    pub state: JobState,
     pub error: Option<sqlx::types::Json<serde_json::Value>>,
     pub attempt: i64,
     pub lease_owner: Option<String>,
@@ -265,11 +261,6 @@ pub struct ExportRec {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
 }
-
-pub const PENDING: &str = "PENDING";
-pub const RUNNING: &str = "RUNNING";
-pub const COMPLETED: &str = "COMPLETED";
-pub const FAILED: &str = "FAILED";
 
 /// How a claimed job ends (or pauses); every write is fenced by the attempt number.
 #[derive(Debug, Clone)]
@@ -371,7 +362,7 @@ pub struct ImportRec {
     pub overwrite: bool,
     pub autorename: bool,
     pub preserve_folder_structure: bool,
-    pub state: String,
+    pub state: JobState,
     pub error: Option<sqlx::types::Json<serde_json::Value>>,
     pub attempt: i64,
     pub lease_owner: Option<String>,
@@ -472,21 +463,26 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the project, its members and files; releases their blobs.
     async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
 
-    // Members of a project or volume; `kind` is `PROJECT` or `VOLUME`.
+    // Members of a project or volume.
     async fn get_member(
         &self,
-        kind: &str,
+        kind: MemberKind,
         resource_id: &str,
         username: &str,
     ) -> Result<Option<Member>>;
     async fn list_members(
         &self,
-        kind: &str,
+        kind: MemberKind,
         resource_id: &str,
         page: Page,
     ) -> Result<(Vec<Member>, i64)>;
     async fn put_member(&self, member: &Member) -> Result<()>;
-    async fn delete_member(&self, kind: &str, resource_id: &str, username: &str) -> Result<bool>;
+    async fn delete_member(
+        &self,
+        kind: MemberKind,
+        resource_id: &str,
+        username: &str,
+    ) -> Result<bool>;
 
     // Volumes; the creator becomes an admin member.
     async fn create_volume(&self, volume: &VolumeRec) -> Result<(), StoreError>;
@@ -552,7 +548,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         owner: &str,
         volume_id: Option<&str>,
-        states: &[String],
+        states: &[JobState],
         page: Page,
     ) -> Result<(Vec<ExportRec>, i64)>;
     /// The pending or running move export that will take each of these files, as
@@ -621,7 +617,7 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         project_id: Option<&str>,
         volume_id: Option<&str>,
-        states: &[String],
+        states: &[JobState],
         page: Page,
     ) -> Result<(Vec<ImportRec>, i64)>;
     /// Claims up to `max` runnable imports, oldest first.

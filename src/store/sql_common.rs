@@ -7,8 +7,9 @@
 
 use crate::store::{
     classify, Alias, Blob, ExportRec, FileFilter, FileRec, Finished, Idempotent, ImportBatch, ImportRec, JobEnd,
-    JobRights, Member, Page, Part, Project, Store, StoreError, Upload, User, VolumeRec,
+    JobRights, JobState, Member, MemberKind, Page, Part, Project, Store, StoreError, Upload, User, VolumeRec,
 };
+use crate::model::sql::{PENDING, PROJECT, RUNNING, RW, UNFINISHED, VOLUME};
 use anyhow::Result;
 use async_trait::async_trait;
 use sqlx::types::Json;
@@ -27,8 +28,10 @@ const EXPORT_COLUMNS: &str = "seq, id, owner, file_id, volume_id, volume_uid, lo
      upload_id, bytes_total, bytes_copied, created_at, started_at, finished_at";
 
 /// Jobs a worker may take: queued and due. (Expired leases are put back in the queue by
-/// `expire_leases`, so claims stay on the `state = 'PENDING'` part of the queue index.)
-const RUNNABLE: &str = "(state = 'PENDING' AND next_attempt_at <= $1)";
+/// `expire_leases`, so claims stay on the pending part of the queue index.)
+fn runnable() -> String {
+    format!("(state = {PENDING} AND next_attempt_at <= $1)")
+}
 
 const IMPORT_COLUMNS: &str = "seq, id, owner, volume_id, volume_uid, location, project_id, parent_id, name, \
      overwrite, autorename, preserve_folder_structure, state, error, attempt, lease_owner, \
@@ -160,10 +163,11 @@ fn push_list(qb: &mut QueryBuilder<'_, Db>, values: &[String]) {
 /// What the owners of these exports may still do (`JobRights`): a copy needs `copy` and a move
 /// `write` on the file's project, and both need `write` on an active RW volume that is still the
 /// one submitted to. Platform administrators hold every right.
-const EXPORT_RIGHTS: &str = "SELECT e.id, \
+fn export_rights_sql() -> String {
+    format!("SELECT e.id, \
      COALESCE(v.uid = e.volume_uid, FALSE) AS volume_same, \
      COALESCE(v.active, FALSE) AS volume_active, \
-     COALESCE(v.access_mode = 'RW', FALSE) AS volume_rw, \
+     COALESCE(v.access_mode = {RW}, FALSE) AS volume_rw, \
      COALESCE(u.is_admin, FALSE) OR COALESCE(vm.write OR vm.admin, FALSE) AS volume_right, \
      COALESCE(u.is_admin, FALSE) OR f.id IS NULL \
          OR COALESCE(CASE WHEN e.copy_only THEN pm.copy ELSE pm.write END OR pm.admin, FALSE) AS project_right \
@@ -171,13 +175,15 @@ const EXPORT_RIGHTS: &str = "SELECT e.id, \
      LEFT JOIN volumes v ON v.id = e.volume_id \
      LEFT JOIN users u ON u.username = e.owner \
      LEFT JOIN files f ON f.id = e.file_id \
-     LEFT JOIN members vm ON vm.kind = 'volume' AND vm.resource_id = e.volume_id AND vm.username = e.owner \
-     LEFT JOIN members pm ON pm.kind = 'project' AND pm.resource_id = f.project_id AND pm.username = e.owner \
-     WHERE e.id IN (";
+     LEFT JOIN members vm ON vm.kind = {VOLUME} AND vm.resource_id = e.volume_id AND vm.username = e.owner \
+     LEFT JOIN members pm ON pm.kind = {PROJECT} AND pm.resource_id = f.project_id AND pm.username = e.owner \
+     WHERE e.id IN (")
+}
 
 /// What the owner of an import may still do: `copy` on an active volume that is still the one
 /// submitted to, and `write` on the destination project.
-const IMPORT_RIGHTS: &str = "SELECT i.id, \
+fn import_rights_sql() -> String {
+    format!("SELECT i.id, \
      COALESCE(v.uid = i.volume_uid, FALSE) AS volume_same, \
      COALESCE(v.active, FALSE) AS volume_active, \
      TRUE AS volume_rw, \
@@ -186,22 +192,23 @@ const IMPORT_RIGHTS: &str = "SELECT i.id, \
      FROM imports i \
      LEFT JOIN volumes v ON v.id = i.volume_id \
      LEFT JOIN users u ON u.username = i.owner \
-     LEFT JOIN members vm ON vm.kind = 'volume' AND vm.resource_id = i.volume_id AND vm.username = i.owner \
-     LEFT JOIN members pm ON pm.kind = 'project' AND pm.resource_id = i.project_id AND pm.username = i.owner \
-     WHERE i.id = $1";
+     LEFT JOIN members vm ON vm.kind = {VOLUME} AND vm.resource_id = i.volume_id AND vm.username = i.owner \
+     LEFT JOIN members pm ON pm.kind = {PROJECT} AND pm.resource_id = i.project_id AND pm.username = i.owner \
+     WHERE i.id = $1")
+}
 
 async fn export_rights_in(conn: &mut Conn, ids: &[String]) -> Result<Vec<JobRights>, sqlx::Error> {
-    let mut qb = QueryBuilder::<Db>::new(EXPORT_RIGHTS);
+    let mut qb = QueryBuilder::<Db>::new(export_rights_sql());
     push_list(&mut qb, ids);
     qb.build_query_as().fetch_all(&mut *conn).await
 }
 
 /// Exports and imports on a volume that are not finished.
 async fn unfinished_jobs(conn: &mut Conn, volume_id: &str) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM exports WHERE state IN ('PENDING', 'RUNNING') AND volume_id = $1) \
-              + (SELECT COUNT(*) FROM imports WHERE state IN ('PENDING', 'RUNNING') AND volume_id = $1)",
-    )
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "SELECT (SELECT COUNT(*) FROM exports WHERE state IN {UNFINISHED} AND volume_id = $1) \
+              + (SELECT COUNT(*) FROM imports WHERE state IN {UNFINISHED} AND volume_id = $1)",
+    ))
     .bind(volume_id)
     .fetch_one(&mut *conn)
     .await?;
@@ -215,7 +222,7 @@ async fn list_jobs<T>(
     columns: &str,
     owner: &str,
     equal: &[(&str, Option<&str>)],
-    states: &[String],
+    states: &[JobState],
     page: Page,
 ) -> Result<(Vec<T>, i64)>
 where
@@ -232,7 +239,7 @@ where
             qb.push(" AND state IN (");
             let mut list = qb.separated(", ");
             for s in states {
-                list.push_bind(s.clone());
+                list.push_bind(*s);
             }
             qb.push(")");
         }
@@ -303,11 +310,12 @@ async fn insert_resolving(tx: &mut Conn, mut file: FileRec, overwrite: bool, aut
 /// Extends a job's lease, fenced by its attempt: false when another worker owns it now.
 async fn renew_lease(conn: &mut Conn, table: &str, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
     let done = sqlx::query(&format!(
-        "UPDATE {table} SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'"
+        "UPDATE {table} SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = $4"
     ))
     .bind(lease_until)
     .bind(id)
     .bind(attempt)
+    .bind(JobState::Running)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -321,7 +329,7 @@ async fn upsert_member<'e, E: sqlx::Executor<'e, Database = Db>>(executor: E, m:
          SET read = excluded.read, copy = excluded.copy, write = excluded.write, \
          execute = excluded.execute, admin = excluded.admin",
     )
-    .bind(&m.kind)
+    .bind(m.kind)
     .bind(&m.resource_id)
     .bind(&m.username)
     .bind(m.perms.read)
@@ -344,9 +352,9 @@ async fn remove_file(tx: &mut Conn, id: &str) -> Result<(), StoreError> {
             .fetch_optional(&mut *tx)
             .await?;
     let (is_folder, blob_id) = row.ok_or(StoreError::NotFound)?;
-    let moving: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM exports WHERE file_id = $1 AND NOT copy_only AND state IN ('PENDING', 'RUNNING') LIMIT 1",
-    )
+    let moving: Option<(String,)> = sqlx::query_as(&format!(
+        "SELECT id FROM exports WHERE file_id = $1 AND NOT copy_only AND state IN {UNFINISHED} LIMIT 1",
+    ))
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -454,7 +462,7 @@ impl Store for This {
         .await
         .map_err(classify)?;
         insert_file(&mut tx, root).await?;
-        let owner = Member { kind: crate::store::PROJECT.into(), resource_id: project.id.clone(), username: project.created_by.clone(), perms: crate::store::Perms::ALL };
+        let owner = Member { kind: MemberKind::Project, resource_id: project.id.clone(), username: project.created_by.clone(), perms: crate::store::Perms::ALL };
         upsert_member(&mut *tx, &owner).await?;
         tx.commit().await?;
         Ok(())
@@ -474,9 +482,9 @@ impl Store for This {
         name: Option<&str>,
         page: Page,
     ) -> Result<(Vec<Project>, i64)> {
-        let from = "FROM members m JOIN projects p ON p.id = m.resource_id \
-             WHERE m.kind = 'project' AND m.username = $1 \
-             AND ($2 IS NULL OR p.owner = $2) AND ($3 IS NULL OR p.name = $3)";
+        let from = format!("FROM members m JOIN projects p ON p.id = m.resource_id \
+             WHERE m.kind = {PROJECT} AND m.username = $1 \
+             AND ($2 IS NULL OR p.owner = $2) AND ($3 IS NULL OR p.name = $3)");
         let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {from}"))
             .bind(username)
             .bind(owner)
@@ -534,7 +542,8 @@ impl Store for This {
         .await?;
         sqlx::query("DELETE FROM files WHERE project_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM uploads WHERE project_id = $1").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM members WHERE kind = 'project' AND resource_id = $1")
+        sqlx::query("DELETE FROM members WHERE kind = $1 AND resource_id = $2")
+            .bind(MemberKind::Project)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -542,7 +551,7 @@ impl Store for This {
         Ok(())
     }
 
-    async fn get_member(&self, kind: &str, resource_id: &str, username: &str) -> Result<Option<Member>> {
+    async fn get_member(&self, kind: MemberKind, resource_id: &str, username: &str) -> Result<Option<Member>> {
         Ok(sqlx::query_as(
             "SELECT kind, resource_id, username, read, copy, write, execute, admin FROM members \
              WHERE kind = $1 AND resource_id = $2 AND username = $3",
@@ -554,7 +563,7 @@ impl Store for This {
         .await?)
     }
 
-    async fn list_members(&self, kind: &str, resource_id: &str, page: Page) -> Result<(Vec<Member>, i64)> {
+    async fn list_members(&self, kind: MemberKind, resource_id: &str, page: Page) -> Result<(Vec<Member>, i64)> {
         let (total,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM members WHERE kind = $1 AND resource_id = $2")
                 .bind(kind)
@@ -579,7 +588,7 @@ impl Store for This {
         Ok(())
     }
 
-    async fn delete_member(&self, kind: &str, resource_id: &str, username: &str) -> Result<bool> {
+    async fn delete_member(&self, kind: MemberKind, resource_id: &str, username: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM members WHERE kind = $1 AND resource_id = $2 AND username = $3")
             .bind(kind)
             .bind(resource_id)
@@ -599,7 +608,7 @@ impl Store for This {
         .bind(&v.owner)
         .bind(&v.name)
         .bind(&v.description)
-        .bind(&v.access_mode)
+        .bind(v.access_mode)
         .bind(v.active)
         .bind(Json(&v.service))
         .bind(&v.secret)
@@ -610,7 +619,7 @@ impl Store for This {
         .await
         .map_err(classify)?;
         let perms = crate::store::Perms { execute: false, ..crate::store::Perms::ALL };
-        let owner = Member { kind: crate::store::VOLUME.into(), resource_id: v.id.clone(), username: v.owner.clone(), perms };
+        let owner = Member { kind: MemberKind::Volume, resource_id: v.id.clone(), username: v.owner.clone(), perms };
         upsert_member(&mut *tx, &owner).await?;
         tx.commit().await?;
         Ok(())
@@ -624,8 +633,8 @@ impl Store for This {
     }
 
     async fn list_volumes(&self, username: &str, page: Page) -> Result<(Vec<VolumeRec>, i64)> {
-        let from = "FROM members m JOIN volumes v ON v.id = m.resource_id \
-             WHERE m.kind = 'volume' AND m.username = $1";
+        let from = format!("FROM members m JOIN volumes v ON v.id = m.resource_id \
+             WHERE m.kind = {VOLUME} AND m.username = $1");
         let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {from}"))
             .bind(username)
             .fetch_one(&self.pool)
@@ -647,7 +656,7 @@ impl Store for This {
              secret = $5, modified_at = $6 WHERE id = $7",
         )
         .bind(&v.description)
-        .bind(&v.access_mode)
+        .bind(v.access_mode)
         .bind(v.active)
         .bind(Json(&v.service))
         .bind(&v.secret)
@@ -677,7 +686,8 @@ impl Store for This {
         if gone.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query("DELETE FROM members WHERE kind = 'volume' AND resource_id = $1")
+        sqlx::query("DELETE FROM members WHERE kind = $1 AND resource_id = $2")
+            .bind(MemberKind::Volume)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -873,12 +883,12 @@ impl Store for This {
         let mut tx = self.begin_write(&self.pool).await?;
         if let Some(upload_id) = upload_id {
             // The uploader must still be allowed to write the project now, not only when they started.
-            let (may_write,): (bool,) = sqlx::query_as(
+            let (may_write,): (bool,) = sqlx::query_as(&format!(
                 "SELECT COALESCE(u.is_admin, FALSE) OR COALESCE(m.write OR m.admin, FALSE) FROM uploads up \
                  LEFT JOIN users u ON u.username = up.owner \
-                 LEFT JOIN members m ON m.kind = 'project' AND m.resource_id = up.project_id AND m.username = up.owner \
+                 LEFT JOIN members m ON m.kind = {PROJECT} AND m.resource_id = up.project_id AND m.username = up.owner \
                  WHERE up.id = $1",
-            )
+            ))
             .bind(upload_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -959,7 +969,7 @@ impl Store for This {
                     .push_bind(Json(&j.properties))
                     .push_bind(j.overwrite)
                     .push_bind(j.copy_only)
-                    .push_bind(&j.state)
+                    .push_bind(j.state)
                     .push_bind(j.bytes_total)
                     .push_bind(j.created_at);
             });
@@ -990,7 +1000,7 @@ impl Store for This {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    async fn list_exports(&self, owner: &str, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ExportRec>, i64)> {
+    async fn list_exports(&self, owner: &str, volume_id: Option<&str>, states: &[JobState], page: Page) -> Result<(Vec<ExportRec>, i64)> {
         list_jobs(&self.pool, "exports", EXPORT_COLUMNS, owner, &[("volume_id", volume_id)], states, page).await
     }
 
@@ -999,15 +1009,16 @@ impl Store for This {
             return Ok(Vec::new());
         }
         let mut qb = QueryBuilder::<Db>::new(format!(
-            "SELECT file_id, id FROM exports{MOVES_INDEX} WHERE NOT copy_only AND state IN ('PENDING', 'RUNNING') AND file_id IN ("
+            "SELECT file_id, id FROM exports{MOVES_INDEX} WHERE NOT copy_only AND state IN {UNFINISHED} AND file_id IN ("
         ));
         push_list(&mut qb, file_ids);
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn runnable_export_groups(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        let runnable = runnable();
         Ok(sqlx::query_as(&format!(
-            "SELECT owner, volume_id FROM exports WHERE {RUNNABLE} GROUP BY owner, volume_id ORDER BY MIN(seq) LIMIT $2"
+            "SELECT owner, volume_id FROM exports WHERE {runnable} GROUP BY owner, volume_id ORDER BY MIN(seq) LIMIT $2"
         ))
         .bind(now)
         .bind(limit)
@@ -1022,11 +1033,11 @@ impl Store for This {
         // SQLite walk every pending job instead of looking up the picked ones by seq.
         let claimed = sqlx::query_as(&format!(
             "WITH picked AS MATERIALIZED (SELECT e.seq FROM exports e \
-               WHERE e.state = 'PENDING' AND e.owner = $4 AND e.volume_id = $5 AND e.next_attempt_at <= $1 \
+               WHERE e.state = {PENDING} AND e.owner = $4 AND e.volume_id = $5 AND e.next_attempt_at <= $1 \
                AND NOT EXISTS (SELECT 1 FROM exports o WHERE o.volume_id = e.volume_id \
-                 AND o.object_key = e.object_key AND o.seq < e.seq AND o.state IN ('PENDING', 'RUNNING')) \
+                 AND o.object_key = e.object_key AND o.seq < e.seq AND o.state IN {UNFINISHED}) \
                ORDER BY e.seq LIMIT $6{CLAIM_LOCK}) \
-             UPDATE exports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
+             UPDATE exports SET state = $7, lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
              WHERE seq IN (SELECT seq FROM picked) \
              RETURNING {EXPORT_COLUMNS}"
@@ -1037,6 +1048,7 @@ impl Store for This {
         .bind(owner)
         .bind(volume_id)
         .bind(max)
+        .bind(JobState::Running)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1064,12 +1076,13 @@ impl Store for This {
         let mut failed = 0;
         for table in ["exports", "imports"] {
             let done = sqlx::query(&format!(
-                "UPDATE {table} SET state = 'FAILED', error = $1, attempt = attempt + 1, lease_owner = NULL, \
-                 lease_expires_at = 0, finished_at = $2 WHERE state IN ('PENDING', 'RUNNING') AND volume_id = $3"
+                "UPDATE {table} SET state = $4, error = $1, attempt = attempt + 1, lease_owner = NULL, \
+                 lease_expires_at = 0, finished_at = $2 WHERE state IN {UNFINISHED} AND volume_id = $3"
             ))
             .bind(Json(error))
             .bind(crate::util::now_ms())
             .bind(volume_id)
+            .bind(JobState::Failed)
             .execute(&mut *tx)
             .await?;
             failed += done.rows_affected();
@@ -1084,17 +1097,18 @@ impl Store for This {
     }
 
     async fn import_rights(&self, id: &str) -> Result<Option<JobRights>> {
-        Ok(sqlx::query_as(IMPORT_RIGHTS).bind(id).fetch_optional(&self.jobs_pool).await?)
+        Ok(sqlx::query_as(&import_rights_sql()).bind(id).fetch_optional(&self.jobs_pool).await?)
     }
 
     async fn expire_leases(&self, now: i64) -> Result<u64> {
         let mut expired = 0;
         for table in ["exports", "imports"] {
             let done = sqlx::query(&format!(
-                "UPDATE {table} SET state = 'PENDING', lease_owner = NULL, next_attempt_at = 0 \
-                 WHERE state = 'RUNNING' AND lease_expires_at < $1"
+                "UPDATE {table} SET state = $2, lease_owner = NULL, next_attempt_at = 0 \
+                 WHERE state = {RUNNING} AND lease_expires_at < $1"
             ))
             .bind(now)
+            .bind(JobState::Pending)
             .execute(&mut *self.writer(&self.jobs_pool).await?)
             .await?;
             expired += done.rows_affected();
@@ -1107,20 +1121,22 @@ impl Store for This {
     }
 
     async fn set_export_upload(&self, id: &str, attempt: i64, upload_id: Option<&str>) -> Result<bool> {
-        let done = sqlx::query("UPDATE exports SET upload_id = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
+        let done = sqlx::query("UPDATE exports SET upload_id = $1 WHERE id = $2 AND attempt = $3 AND state = $4")
             .bind(upload_id)
             .bind(id)
             .bind(attempt)
+            .bind(JobState::Running)
             .execute(&mut *self.writer(&self.jobs_pool).await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn set_export_progress(&self, id: &str, attempt: i64, bytes: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE exports SET bytes_copied = $1 WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'")
+        let done = sqlx::query("UPDATE exports SET bytes_copied = $1 WHERE id = $2 AND attempt = $3 AND state = $4")
             .bind(bytes)
             .bind(id)
             .bind(attempt)
+            .bind(JobState::Running)
             .execute(&mut *self.writer(&self.jobs_pool).await?)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -1132,7 +1148,8 @@ impl Store for This {
         // Lock the jobs first: later statements of this transaction then touch only jobs
         // whose lease is still ours, and no other node can expire or reclaim them meanwhile.
         let ids: Vec<String> = ends.iter().map(|(id, ..)| id.to_string()).collect();
-        let mut qb = QueryBuilder::<Db>::new("SELECT id, attempt FROM exports WHERE state = 'RUNNING' AND id IN (");
+        let mut qb = QueryBuilder::<Db>::new("SELECT id, attempt FROM exports WHERE state = ");
+        qb.push_bind(JobState::Running).push(" AND id IN (");
         push_list(&mut qb, &ids);
         qb.push(ROW_LOCK);
         let running: HashMap<String, i64> = qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
@@ -1226,8 +1243,9 @@ impl Store for This {
             qb.push_values(padded(completed, ("", 0)), |mut row, (id, bytes)| {
                 row.push_bind(id).push_bind(bytes);
             });
-            qb.push(") UPDATE exports SET state = 'COMPLETED', bytes_copied = v.bytes, error = NULL, \
-                     lease_owner = NULL, upload_id = NULL, finished_at = ")
+            qb.push(") UPDATE exports SET state = ")
+                .push_bind(JobState::Completed)
+                .push(", bytes_copied = v.bytes, error = NULL, lease_owner = NULL, upload_id = NULL, finished_at = ")
                 .push_bind(now)
                 .push(" FROM v WHERE exports.id = v.id");
             qb.build().execute(&mut *tx).await?;
@@ -1244,8 +1262,9 @@ impl Store for This {
             qb.push_values(padded(failed, ("", &serde_json::Value::Null)), |mut row, (id, error)| {
                 row.push_bind(id).push_bind(Json(error));
             });
-            qb.push(") UPDATE exports SET state = 'FAILED', error = v.error, lease_owner = NULL, \
-                     upload_id = NULL, finished_at = ")
+            qb.push(") UPDATE exports SET state = ")
+                .push_bind(JobState::Failed)
+                .push(", error = v.error, lease_owner = NULL, upload_id = NULL, finished_at = ")
                 .push_bind(now)
                 .push(" FROM v WHERE exports.id = v.id");
             qb.build().execute(&mut *tx).await?;
@@ -1262,8 +1281,10 @@ impl Store for This {
             qb.push_values(padded(retried, ("", &serde_json::Value::Null, 0)), |mut row, (id, error, at)| {
                 row.push_bind(id).push_bind(Json(error)).push_bind(at);
             });
-            qb.push(") UPDATE exports SET state = 'PENDING', error = v.error, next_attempt_at = v.next_at, \
-                     lease_owner = NULL, lease_expires_at = 0 FROM v WHERE exports.id = v.id");
+            qb.push(") UPDATE exports SET state = ")
+                .push_bind(JobState::Pending)
+                .push(", error = v.error, next_attempt_at = v.next_at, lease_owner = NULL, lease_expires_at = 0 \
+                       FROM v WHERE exports.id = v.id");
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -1289,7 +1310,7 @@ impl Store for This {
             .bind(j.overwrite)
             .bind(j.autorename)
             .bind(j.preserve_folder_structure)
-            .bind(&j.state)
+            .bind(j.state)
             .bind(j.created_at)
             .execute(&mut *tx)
             .await
@@ -1306,7 +1327,7 @@ impl Store for This {
             .await?)
     }
 
-    async fn list_imports(&self, owner: &str, project_id: Option<&str>, volume_id: Option<&str>, states: &[String], page: Page) -> Result<(Vec<ImportRec>, i64)> {
+    async fn list_imports(&self, owner: &str, project_id: Option<&str>, volume_id: Option<&str>, states: &[JobState], page: Page) -> Result<(Vec<ImportRec>, i64)> {
         let equal = [("project_id", project_id), ("volume_id", volume_id)];
         list_jobs(&self.pool, "imports", IMPORT_COLUMNS, owner, &equal, states, page).await
     }
@@ -1314,9 +1335,10 @@ impl Store for This {
     async fn claim_imports(&self, node: &str, now: i64, lease_until: i64, max: i64) -> Result<Vec<ImportRec>> {
         let mut tx = self.begin_write(&self.jobs_pool).await?;
         // As for exports: the picked rows are looked up by seq, with no second look at state.
+        let runnable = runnable();
         let claimed = sqlx::query_as(&format!(
-            "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {RUNNABLE} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
-             UPDATE imports SET state = 'RUNNING', lease_owner = $2, lease_expires_at = $3, \
+            "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {runnable} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
+             UPDATE imports SET state = $5, lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
              WHERE seq IN (SELECT seq FROM picked) \
              RETURNING {IMPORT_COLUMNS}"
@@ -1325,6 +1347,7 @@ impl Store for This {
         .bind(node)
         .bind(lease_until)
         .bind(max)
+        .bind(JobState::Running)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1339,18 +1362,19 @@ impl Store for This {
         let mut tx = self.begin_write(&self.jobs_pool).await?;
         let fenced = sqlx::query(
             "UPDATE imports SET objects_imported = objects_imported + $1, cursor = $2 \
-             WHERE id = $3 AND attempt = $4 AND state = 'RUNNING'",
+             WHERE id = $3 AND attempt = $4 AND state = $5",
         )
         .bind(batch.aliases.len() as i64)
         .bind(&batch.cursor)
         .bind(&job.id)
         .bind(job.attempt)
+        .bind(JobState::Running)
         .execute(&mut *tx)
         .await?;
         if fenced.rows_affected() == 0 {
             return Ok(false);
         }
-        let rights: Option<JobRights> = sqlx::query_as(IMPORT_RIGHTS).bind(&job.id).fetch_optional(&mut *tx).await?;
+        let rights: Option<JobRights> = sqlx::query_as(&import_rights_sql()).bind(&job.id).fetch_optional(&mut *tx).await?;
         if let Some(why) = rights.and_then(|r| r.refusal()) {
             return Err(StoreError::Refused(why));
         }
@@ -1377,13 +1401,14 @@ impl Store for This {
         if batch.done {
             let result = if job.is_folder() { Some(base) } else { last };
             sqlx::query(
-                "UPDATE imports SET state = 'COMPLETED', result_file_id = $1, finished_at = $2, error = NULL, \
-                 lease_owner = NULL WHERE id = $3 AND attempt = $4",
+                "UPDATE imports SET result_file_id = $1, finished_at = $2, error = NULL, \
+                 lease_owner = NULL, state = $5 WHERE id = $3 AND attempt = $4",
             )
             .bind(result)
             .bind(crate::util::now_ms())
             .bind(&job.id)
             .bind(job.attempt)
+            .bind(JobState::Completed)
             .execute(&mut *tx)
             .await?;
         }
@@ -1395,21 +1420,25 @@ impl Store for This {
         let now = crate::util::now_ms();
         let done = match end {
             JobEnd::Failed { error } => sqlx::query(
-                "UPDATE imports SET state = 'FAILED', error = $3, finished_at = $4, lease_owner = NULL \
-                 WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+                "UPDATE imports SET error = $3, finished_at = $4, lease_owner = NULL, state = $5 \
+                 WHERE id = $1 AND attempt = $2 AND state = $6",
             )
             .bind(id)
             .bind(attempt)
             .bind(Json(error))
-            .bind(now),
+            .bind(now)
+            .bind(JobState::Failed)
+            .bind(JobState::Running),
             JobEnd::Retry { at, error } => sqlx::query(
-                "UPDATE imports SET state = 'PENDING', error = $3, next_attempt_at = $4, lease_owner = NULL, \
-                 lease_expires_at = 0 WHERE id = $1 AND attempt = $2 AND state = 'RUNNING'",
+                "UPDATE imports SET error = $3, next_attempt_at = $4, lease_owner = NULL, \
+                 lease_expires_at = 0, state = $5 WHERE id = $1 AND attempt = $2 AND state = $6",
             )
             .bind(id)
             .bind(attempt)
             .bind(Json(error))
-            .bind(*at),
+            .bind(*at)
+            .bind(JobState::Pending)
+            .bind(JobState::Running),
             JobEnd::Completed { .. } => return Err(anyhow::anyhow!("imports complete through commit_import_batch")),
         }
         .execute(&mut *self.writer(&self.jobs_pool).await?)

@@ -95,7 +95,7 @@ async fn make_volume(store: &DynStore, id: &str) {
         owner: owner.into(),
         name: name.into(),
         description: None,
-        access_mode: "RW".into(),
+        access_mode: AccessMode::Rw,
         active: true,
         service: crate::volume::Service {
             kind: crate::volume::ServiceKind::S3,
@@ -246,13 +246,13 @@ async fn projects_members_and_listing(store: DynStore) {
     );
 
     let owner = store
-        .get_member(PROJECT, "ann/one", "ann")
+        .get_member(MemberKind::Project, "ann/one", "ann")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(owner.perms, Perms::ALL);
     let reader = Member {
-        kind: PROJECT.into(),
+        kind: MemberKind::Project,
         resource_id: "ann/one".into(),
         username: "bob".into(),
         perms: Perms {
@@ -266,7 +266,7 @@ async fn projects_members_and_listing(store: DynStore) {
     store.put_member(&writer).await.unwrap();
     assert_eq!(
         store
-            .get_member(PROJECT, "ann/one", "bob")
+            .get_member(MemberKind::Project, "ann/one", "bob")
             .await
             .unwrap()
             .unwrap()
@@ -275,7 +275,7 @@ async fn projects_members_and_listing(store: DynStore) {
     );
     assert!(
         store
-            .get_member(VOLUME, "ann/one", "bob")
+            .get_member(MemberKind::Volume, "ann/one", "bob")
             .await
             .unwrap()
             .is_none(),
@@ -284,7 +284,7 @@ async fn projects_members_and_listing(store: DynStore) {
     assert_eq!(
         store
             .list_members(
-                PROJECT,
+                MemberKind::Project,
                 "ann/one",
                 Page {
                     offset: 0,
@@ -313,11 +313,11 @@ async fn projects_members_and_listing(store: DynStore) {
         2
     );
     assert!(store
-        .delete_member(PROJECT, "ann/one", "bob")
+        .delete_member(MemberKind::Project, "ann/one", "bob")
         .await
         .unwrap());
     assert!(!store
-        .delete_member(PROJECT, "ann/one", "bob")
+        .delete_member(MemberKind::Project, "ann/one", "bob")
         .await
         .unwrap());
 
@@ -579,7 +579,7 @@ async fn deleting_a_project_releases_its_blobs(store: DynStore) {
     assert!(store.get_project("ann/p").await.unwrap().is_none());
     assert!(store.get_file(&root.id).await.unwrap().is_none());
     assert!(store
-        .get_member(PROJECT, "ann/p", "ann")
+        .get_member(MemberKind::Project, "ann/p", "ann")
         .await
         .unwrap()
         .is_none());
@@ -621,7 +621,7 @@ fn job(id: &str, owner: &str, file: &FileRec, volume: &str, key: &str) -> Export
         properties: serde_json::Map::new(),
         overwrite: false,
         copy_only: false,
-        state: PENDING.into(),
+        state: JobState::Pending,
         error: None,
         attempt: 0,
         lease_owner: None,
@@ -663,9 +663,9 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
     let mut ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["j1", "j3"], "j2 waits behind j1");
-    assert!(claimed
-        .iter()
-        .all(|j| j.attempt == 1 && j.state == RUNNING && j.lease_owner.as_deref() == Some("n1")));
+    assert!(claimed.iter().all(|j| j.attempt == 1
+        && j.state == JobState::Running
+        && j.lease_owner.as_deref() == Some("n1")));
     assert!(
         store
             .claim_exports("ann", "ann/v", "n2", now, now + 1000, 10)
@@ -722,7 +722,7 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
     assert!(finish(&store, "j1", 2, &done).await.unwrap());
     assert_eq!(
         store.get_export("j1").await.unwrap().unwrap().state,
-        COMPLETED
+        JobState::Completed
     );
 
     let next = store
@@ -758,15 +758,15 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
     assert!(finish(&store, "j2", 2, &failed).await.unwrap());
     let j2 = store.get_export("j2").await.unwrap().unwrap();
     assert_eq!(
-        (j2.state.as_str(), j2.error.unwrap().0["code"].clone()),
-        (FAILED, serde_json::json!(9107))
+        (j2.state, j2.error.unwrap().0["code"].clone()),
+        (JobState::Failed, serde_json::json!(9107))
     );
 
     let (listed, total) = store
         .list_exports(
             "ann",
             Some("ann/v"),
-            &[COMPLETED.into(), FAILED.into()],
+            &[JobState::Completed, JobState::Failed],
             Page {
                 offset: 0,
                 limit: 10,
@@ -873,7 +873,7 @@ async fn moves_commit_the_alias_flip_atomically(store: DynStore) {
     assert!(matches!(result, Err(StoreError::NotFound)));
     assert_eq!(
         store.get_export("m2").await.unwrap().unwrap().state,
-        RUNNING,
+        JobState::Running,
         "the failed commit changed nothing"
     );
     assert_eq!(
@@ -991,18 +991,18 @@ async fn group_commits_record_each_end_on_its_own(store: DynStore) {
         let store = store.clone();
         async move { store.get_export(id).await.unwrap().unwrap().state }
     };
-    assert_eq!(state("ga").await, COMPLETED);
+    assert_eq!(state("ga").await, JobState::Completed);
     assert_eq!(
         state("gb").await,
-        RUNNING,
+        JobState::Running,
         "a changed source writes nothing"
     );
     assert_eq!(
         state("gc").await,
-        RUNNING,
+        JobState::Running,
         "a fenced-out end writes nothing"
     );
-    assert_eq!(state("gd").await, FAILED);
+    assert_eq!(state("gd").await, JobState::Failed);
     assert_eq!(store.get_file(&a.id).await.unwrap().unwrap().blob_id, None);
     assert!(store
         .get_file(&b.id)
@@ -1150,7 +1150,7 @@ async fn files_go_only_into_folders_that_exist(store: DynStore) {
         overwrite: false,
         autorename: false,
         preserve_folder_structure: true,
-        state: PENDING.into(),
+        state: JobState::Pending,
         error: None,
         attempt: 0,
         lease_owner: None,
@@ -1187,5 +1187,5 @@ async fn files_go_only_into_folders_that_exist(store: DynStore) {
         Err(StoreError::NoParent)
     ));
     let job = store.get_import("imp").await.unwrap().unwrap();
-    assert_eq!((job.state.as_str(), job.objects_imported), (RUNNING, 0));
+    assert_eq!((job.state, job.objects_imported), (JobState::Running, 0));
 }

@@ -202,7 +202,7 @@ async fn volume(s: &TestServer, owner: &str, name: &str) -> String {
         owner: owner.into(),
         name: name.into(),
         description: None,
-        access_mode: "RW".into(),
+        access_mode: egress::store::AccessMode::Rw,
         active: true,
         service: Service {
             kind: ServiceKind::S3,
