@@ -39,6 +39,22 @@ impl TestServer {
         }
     }
 
+    /// A server whose local volumes may live in a fresh folder (returned, kept alive by the
+    /// caller), with ann, a platform administrator (only they make local volumes), owning project
+    /// `ann/p`. Returns the server, ann's token and the folder.
+    pub async fn with_local_root() -> (Self, String, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        let declared = root.path().to_path_buf();
+        let s = Self::start_with(|c| {
+            c.volume_policy.local_roots = vec![declared];
+            c.engine.poll = std::time::Duration::from_millis(50);
+        })
+        .await;
+        let t = s.admin("ann").await;
+        s.project(&t, "p").await;
+        (s, t, root)
+    }
+
     /// Stops this server and starts another on the same data dir (its store, platform files
     /// and key): with `engine.run_jobs = false` first, jobs stay queued until the restart runs
     /// them.

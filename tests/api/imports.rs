@@ -8,15 +8,7 @@ use std::time::Duration;
 /// Ann, a platform administrator (only they make local volumes), with a project and a local
 /// volume in a declared root.
 async fn server() -> (TestServer, String, tempfile::TempDir) {
-    let root = tempfile::tempdir().unwrap();
-    let declared = root.path().to_path_buf();
-    let s = TestServer::start_with(|c| {
-        c.volume_policy.local_roots = vec![declared];
-        c.engine.poll = Duration::from_millis(50);
-    })
-    .await;
-    let t = s.admin("ann").await;
-    s.project(&t, "p").await;
+    let (s, t, root) = TestServer::with_local_root().await;
     for (key, body) in [
         ("in/a.txt", "A"),
         ("in/sub/b.txt", "BB"),

@@ -10,15 +10,7 @@ use std::time::Duration;
 /// Ann, an administrator (only they make local volumes), with project `ann/p` and a local
 /// volume `ann/src` whose objects are `files` (key, body) under the prefix `pre`.
 async fn server(files: &[(&str, &str)]) -> (TestServer, String, tempfile::TempDir) {
-    let root = tempfile::tempdir().unwrap();
-    let declared = root.path().to_path_buf();
-    let s = TestServer::start_with(|c| {
-        c.volume_policy.local_roots = vec![declared];
-        c.engine.poll = Duration::from_millis(50);
-    })
-    .await;
-    let t = s.admin("ann").await;
-    s.project(&t, "p").await;
+    let (s, t, root) = TestServer::with_local_root().await;
     for (key, body) in files {
         let path = root.path().join("pre").join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
