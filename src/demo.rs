@@ -1,7 +1,9 @@
 //! `egress serve --demo`: a demo user with a known token and a project of small sample files,
 //! so a newcomer sees the API work with one command.
 
-use crate::api::{create_project, store_bytes, AppState};
+use crate::services::files::store_bytes;
+use crate::services::projects::create_project;
+use crate::services::Services;
 use crate::store::{StoreError, User, VolumeRec};
 use crate::util::{now_ms, token_hash};
 use crate::volume::{Service, ServiceKind};
@@ -23,14 +25,14 @@ pub const DEMO_VOLUME: &str = "demo_volume";
 
 /// Creates the demo user, project and a local volume on first start; later starts find them
 /// and do nothing.
-pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
+pub async fn setup(services: &Services, data_dir: &Path) -> Result<()> {
     let user = User {
         username: DEMO_USER.into(),
         email: "demo@example.org".into(),
         is_admin: false,
         created_at: now_ms(),
     };
-    match state
+    match services
         .store
         .create_user(&user, &token_hash(DEMO_TOKEN))
         .await
@@ -40,19 +42,19 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     let project = create_project(
-        state,
+        services,
         &user,
         DEMO_PROJECT_NAME,
         Some("Try Egress here.".into()),
     )
     .await?;
-    let root = state
+    let root = services
         .store
         .get_file(&project.root_folder)
         .await?
         .ok_or_else(|| anyhow::anyhow!("root folder missing"))?;
     for (name, text) in SAMPLES {
-        store_bytes(state, &root, name, text.as_bytes().to_vec()).await?;
+        store_bytes(services, &root, name, text.as_bytes().to_vec()).await?;
     }
     let folder = volume_folder(&std::fs::canonicalize(data_dir)?);
     std::fs::create_dir_all(&folder)?;
@@ -75,12 +77,12 @@ pub async fn setup(state: &AppState, data_dir: &Path) -> Result<()> {
             root: std::fs::canonicalize(&folder)?.display().to_string(),
             properties: Default::default(),
         },
-        secret: state.secrets.seal("", &id),
+        secret: services.secrets.seal("", &id),
         created_at: now,
         modified_at: now,
         uid: crate::util::new_long_id(),
     };
-    state.store.create_volume(&volume).await?;
+    services.store.create_volume(&volume).await?;
     Ok(())
 }
 
@@ -96,9 +98,9 @@ pub fn volume_folder(data_dir: &Path) -> std::path::PathBuf {
 
 /// The welcome text with three commands to try: who am I, list the project, and export a
 /// sample file to the demo volume (a copy, so the demo can be run again).
-pub async fn welcome(state: &AppState, data_dir: &Path) -> Result<String> {
-    let base = state.base();
-    let project = state
+/// `base` is the server's public URL.
+pub async fn welcome(services: &Services, base: &str, data_dir: &Path) -> Result<String> {
+    let project = services
         .store
         .get_project(&format!("{DEMO_USER}/demo-project"))
         .await?;
@@ -107,7 +109,7 @@ pub async fn welcome(state: &AppState, data_dir: &Path) -> Result<String> {
         names: vec!["sample.vcf".into()],
         tags: vec![],
     };
-    let (files, _) = state
+    let (files, _) = services
         .store
         .list_children(
             &root,

@@ -126,7 +126,7 @@ async fn serve(config: Config) -> Result<()> {
     if demo {
         println!(
             "{}",
-            egress::demo::welcome(&running.state, &data_dir).await?
+            egress::demo::welcome(&running.state.services, running.state.base(), &data_dir).await?
         );
     }
     let stop = async {

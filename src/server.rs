@@ -2,6 +2,7 @@
 
 use crate::api::{self, ApiSettings, AppState, RateLimiter};
 use crate::background::Background;
+use crate::services::Services;
 use crate::signing::UrlSigner;
 use crate::{blob, secret_key, store, sweeper};
 use anyhow::{Context, Result};
@@ -70,9 +71,17 @@ pub async fn start(mut config: Config) -> Result<Running> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    let state = Arc::new(AppState {
+    let services = Arc::new(Services {
         store,
         platform,
+        sweep: Arc::new(Notify::new()),
+        jobs: Arc::new(Notify::new()),
+        secrets: crate::secret_box::SecretBox::new(&key.0),
+        volume_policy,
+        volume_clients: Default::default(),
+    });
+    let state = Arc::new(AppState {
+        services: services.clone(),
         signer: UrlSigner::new(&key.0),
         limiter: RateLimiter::new(config.rate_limit, config.rate_window.as_secs()),
         tokens: Default::default(),
@@ -83,25 +92,20 @@ pub async fn start(mut config: Config) -> Result<Running> {
             url_ttl: config.url_ttl,
             upload_ttl: config.upload_ttl,
         },
-        sweep: Arc::new(Notify::new()),
-        jobs: Arc::new(Notify::new()),
-        secrets: crate::secret_box::SecretBox::new(&key.0),
-        volume_policy,
-        volume_clients: Default::default(),
     });
     if config.demo {
-        crate::demo::setup(&state, &config.store.data_dir).await?;
+        crate::demo::setup(&services, &config.store.data_dir).await?;
     }
     let background = Background::start().context("starting the background runtime")?;
-    let sweeper = background.spawn(sweeper::run(state.clone(), config.sweep_interval));
+    let sweeper = background.spawn(sweeper::run(services.clone(), config.sweep_interval));
     let checkpointer = tokio::spawn(checkpoint_regularly(state.store.clone()));
     let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
     let engine = {
-        let (state, engine_config) = (state.clone(), config.engine.clone());
+        let (services, engine_config) = (services.clone(), config.engine.clone());
         // Built on the background runtime, so that the tasks it spawns run there too.
         background.spawn(async move {
             if engine_config.run_jobs {
-                crate::engine::Engine::new(state, engine_config)
+                crate::engine::Engine::new(services, engine_config)
                     .run(engine_stopped)
                     .await
             }

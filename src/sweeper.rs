@@ -2,8 +2,9 @@
 //! It runs after commits (woken through a `Notify`) and on a timer. Every step is idempotent:
 //! a blob is deleted from storage before its row goes, so a crash in between is retried.
 
-use crate::api::AppState;
 use crate::blob;
+use crate::services::uploads::delete_upload_remains;
+use crate::services::Services;
 use crate::util::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,34 +14,34 @@ const BATCH: i64 = 1000;
 const SETTLE: Duration = Duration::from_millis(250);
 
 /// One pass over doomed blobs and expired uploads; returns how many things were freed.
-pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+pub async fn sweep_once(services: &Services) -> anyhow::Result<usize> {
     let mut freed = 0;
     loop {
-        let doomed = state.store.doomed_blobs(BATCH).await?;
+        let doomed = services.store.doomed_blobs(BATCH).await?;
         if doomed.is_empty() {
             break;
         }
         let keys: Vec<String> = doomed.iter().map(|id| blob::blob_key(id)).collect();
-        state.platform.delete_many(&keys).await?;
-        state.store.forget_blobs(&doomed).await?;
+        services.platform.delete_many(&keys).await?;
+        services.store.forget_blobs(&doomed).await?;
         freed += doomed.len();
     }
-    for upload in state.store.expired_uploads(now_ms(), BATCH).await? {
-        crate::api::delete_upload_remains(state, &upload).await?;
+    for upload in services.store.expired_uploads(now_ms(), BATCH).await? {
+        delete_upload_remains(services, &upload).await?;
         freed += 1;
     }
     Ok(freed)
 }
 
 /// Runs the sweeper until the process ends.
-pub async fn run(state: Arc<AppState>, every: Duration) {
+pub async fn run(services: Arc<Services>, every: Duration) {
     loop {
-        if let Err(e) = sweep_once(&state).await {
+        if let Err(e) = sweep_once(&services).await {
             tracing::warn!(error = %format!("{e:#}"), "sweep failed; will retry");
         }
         tokio::select! {
             // Commits come in bursts while exports run; one pass frees a whole burst.
-            _ = state.sweep.notified() => tokio::time::sleep(SETTLE).await,
+            _ = services.sweep.notified() => tokio::time::sleep(SETTLE).await,
             _ = tokio::time::sleep(every) => {}
         }
     }

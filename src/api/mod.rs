@@ -8,7 +8,6 @@ mod imports;
 mod members;
 mod projects;
 mod ratelimit;
-mod store_errors;
 mod token_cache;
 mod transfer;
 mod uploads;
@@ -19,17 +18,11 @@ pub mod wire;
 
 pub use access::Need;
 pub use exports::render as render_export;
-pub use projects::create_project;
 pub use ratelimit::RateLimiter;
-pub use uploads::{delete_upload_remains, store_bytes};
 
-use crate::blob::volume::VolumeClients;
-use crate::blob::DynObjectStore;
 use crate::error::{ApiError, Code};
-use crate::secret_box::SecretBox;
+use crate::services::Services;
 use crate::signing::UrlSigner;
-use crate::store::DynStore;
-use crate::volume::VolumePolicy;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
@@ -38,7 +31,6 @@ use axum::routing::{get, put};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -58,27 +50,28 @@ pub struct ApiSettings {
     pub upload_ttl: Duration,
 }
 
+/// The HTTP layer's state: the core's services plus what only requests need.
 pub struct AppState {
-    pub store: DynStore,
-    pub platform: DynObjectStore,
+    pub services: Arc<Services>,
     pub signer: UrlSigner,
     pub limiter: RateLimiter,
     /// Users of recently seen tokens.
     pub tokens: token_cache::TokenCache,
     pub settings: ApiSettings,
-    /// Wakes the sweeper after a commit that may have released platform bytes.
-    pub sweep: Arc<Notify>,
-    /// Wakes the engine when jobs are submitted.
-    pub jobs: Arc<Notify>,
-    /// Seals and opens volume credentials.
-    pub secrets: SecretBox,
-    pub volume_policy: VolumePolicy,
-    pub volume_clients: VolumeClients,
 }
 
 impl AppState {
     pub fn base(&self) -> &str {
         &self.settings.public_url
+    }
+}
+
+/// Handlers reach the store, storage and volumes as `state.store`, `state.platform`, ….
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }
 

@@ -6,9 +6,11 @@ use super::files::{check_name, resolve_destination};
 use super::views;
 use super::wire::{Body, Params};
 use super::AppState;
-use crate::blob::{self, Hasher};
+use crate::blob;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::store::{Blob, FileFilter, FileRec, Page, StoreError, Upload, User};
+use crate::services::files::{commit_file, NewFile};
+use crate::services::uploads::{delete_upload_remains, part_count, part_keys};
+use crate::store::{FileFilter, FileRec, Page, Upload, User};
 use crate::util::{new_long_id, now_ms};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,7 +19,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -51,10 +53,6 @@ fn choose_part_size(size: i64, wanted: Option<i64>) -> i64 {
         .unwrap_or(DEFAULT_PART)
         .max(floor)
         .clamp(MIN_PART, MAX_PART)
-}
-
-fn part_count(upload: &Upload) -> i64 {
-    ((upload.size + upload.part_size - 1) / upload.part_size).max(1)
 }
 
 /// The exact length of part `n` of an upload (the last one may be shorter).
@@ -320,91 +318,6 @@ async fn complete(
     Ok(Json(views::file(state.base(), &file)))
 }
 
-/// Where new platform bytes go, and the upload (if any) they finish.
-pub struct NewFile<'a> {
-    pub upload: Option<&'a str>,
-    pub project_id: &'a str,
-    pub parent_id: &'a str,
-    pub name: &'a str,
-}
-
-/// Writes `bytes` as a new blob while hashing them, checks the size, and commits the blob and
-/// its file (replacing `replace`) in one transaction.
-pub async fn commit_file(
-    state: &AppState,
-    target: NewFile<'_>,
-    bytes: blob::ByteStream,
-    size: u64,
-    replace: Option<&FileRec>,
-) -> ApiResult<FileRec> {
-    let blob_id = target
-        .upload
-        .map(str::to_string)
-        .unwrap_or_else(new_long_id);
-    let hasher = Arc::new(Mutex::new(Hasher::new()));
-    let seen = hasher.clone();
-    let hashed = bytes.inspect(move |chunk| {
-        if let Ok(b) = chunk {
-            seen.lock().unwrap_or_else(|e| e.into_inner()).update(b);
-        }
-    });
-    let key = blob::blob_key(&blob_id);
-    state.platform.put(&key, Box::pin(hashed)).await?;
-    let sums = hasher
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .finish();
-    if sums.size != size {
-        return Err(ApiError::new(
-            Code::UploadIncomplete,
-            "The assembled file does not have the announced size.",
-        ));
-    }
-    let blob = Blob {
-        id: blob_id,
-        size: size as i64,
-        md5: sums.md5.clone(),
-        crc32c: sums.crc32c.clone(),
-    };
-    let mut file = FileRec::new(
-        target.project_id,
-        Some(target.parent_id),
-        target.name,
-        false,
-    );
-    file.size = Some(blob.size);
-    file.blob_id = Some(blob.id.clone());
-    file.md5 = Some(sums.md5);
-    file.crc32c = Some(sums.crc32c);
-    file.is_public = state
-        .store
-        .get_project(target.project_id)
-        .await?
-        .is_some_and(|p| p.is_public);
-    let committed = state
-        .store
-        .complete_upload(target.upload, &blob, &file, replace.map(|f| f.id.as_str()))
-        .await;
-    if let Err(e) = committed {
-        if target.upload.is_none() {
-            // No upload row owns these bytes, so nothing else would ever free them.
-            let _ = state.platform.delete(&key).await;
-        }
-        return Err(match e {
-            StoreError::Conflict => ApiError::from(Code::FileExists),
-            StoreError::NotFound => upload_not_found(),
-            StoreError::NoParent => ApiError::new(
-                Code::DestinationNotFound,
-                "Destination folder not found: it was deleted before the file was committed.",
-            ),
-            e => e.into(),
-        });
-    }
-    state.sweep.notify_one();
-    Ok(file)
-}
-
 async fn abort(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -413,43 +326,6 @@ async fn abort(
     let upload = own_upload(&state, &user, &id).await?;
     delete_upload_remains(&state, &upload).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deletes an unfinished upload's parts and partial blob, then its row. Storage goes first so
-/// that a failure leaves the row for the sweeper to retry.
-pub async fn delete_upload_remains(state: &AppState, upload: &Upload) -> anyhow::Result<()> {
-    let mut keys = part_keys(upload);
-    keys.push(blob::blob_key(&upload.id));
-    state.platform.delete_many(&keys).await?;
-    state.store.delete_upload(&upload.id).await?;
-    Ok(())
-}
-
-/// The platform keys of every part an upload may have staged.
-fn part_keys(upload: &Upload) -> Vec<String> {
-    (1..=part_count(upload))
-        .map(|n| blob::part_key(&upload.id, n))
-        .collect()
-}
-
-/// Stores small in-memory bytes as a new file in `parent` (the demo and tests seed data this way).
-pub async fn store_bytes(
-    state: &AppState,
-    parent: &FileRec,
-    name: &str,
-    bytes: Vec<u8>,
-) -> ApiResult<FileRec> {
-    check_name(name)?;
-    let size = bytes.len() as u64;
-    let body: blob::ByteStream =
-        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]));
-    let target = NewFile {
-        upload: None,
-        project_id: &parent.project_id,
-        parent_id: &parent.id,
-        name,
-    };
-    commit_file(state, target, body, size, None).await
 }
 
 #[cfg(test)]

@@ -150,27 +150,6 @@ impl AppState {
             _ => Err(volume_not_found()),
         }
     }
-
-    /// The backend of a volume, with its secret unsealed; GCS volumes have none here.
-    pub fn volume_backend(&self, v: &VolumeRec, secret: Option<&str>) -> ApiResult<VolumeBackend> {
-        let unsealed;
-        let secret = match secret {
-            Some(s) => s,
-            None => {
-                unsealed = self.secrets.open(&v.secret, &v.id)?;
-                &unsealed
-            }
-        };
-        self.volume_clients
-            .backend(v, secret, &self.volume_policy)
-            .map_err(|why| match v.service.kind {
-                ServiceKind::Local => ApiError::new(
-                    Code::LocationInaccessible,
-                    format!("Location on volume is not accessible as configured: {why}."),
-                ),
-                _ => ApiError::new(Code::InvalidService, format!("{why}.")),
-            })
-    }
 }
 
 async fn create(

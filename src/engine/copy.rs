@@ -155,7 +155,7 @@ async fn start_multipart(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<String, Job
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     ctx.opened_upload(&upload_id);
     if !ctx
-        .state
+        .services
         .store
         .set_export_upload(&ctx.job.id, ctx.job.attempt, Some(&upload_id))
         .await
@@ -204,7 +204,7 @@ async fn complete_multipart(
     }
     observed("CompleteMultipartUpload", request.send().await)?;
     let _ = ctx
-        .state
+        .services
         .store
         .set_export_upload(&ctx.job.id, ctx.job.attempt, None)
         .await;
@@ -225,7 +225,7 @@ where
     if result.is_err() {
         abort_multipart(ctx, t, &upload_id).await;
         let _ = ctx
-            .state
+            .services
             .store
             .set_export_upload(&ctx.job.id, ctx.job.attempt, None)
             .await;
@@ -313,7 +313,7 @@ pub async fn streamed_upload(
     md5: &str,
     crc32c: &str,
 ) -> Result<(), JobError> {
-    let platform = &ctx.state.platform;
+    let platform = &ctx.services.platform;
     let part = part_size_for(size, ctx.engine.config.part_size);
     if size <= part {
         let _budget = ctx.engine.buffer_permit(1).await;
@@ -445,7 +445,7 @@ pub async fn write_local(
         let mut hasher = Hasher::new();
         if size > 0 {
             let mut stream = ctx
-                .state
+                .services
                 .platform
                 .get(blob_key, None)
                 .await

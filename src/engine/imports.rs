@@ -98,7 +98,7 @@ impl Engine {
         }
         let now = now_ms();
         let until = now + self.config.lease.as_millis() as i64;
-        self.state
+        self.services
             .store
             .claim_imports(&self.node, now, until, max as i64)
             .await
@@ -111,10 +111,10 @@ impl Engine {
         _slot: (OwnedSemaphorePermit, VolumeHold),
     ) {
         let heartbeat = {
-            let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
+            let (services, id, attempt) = (self.services.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {
-                let (state, id) = (state.clone(), id.clone());
-                async move { state.store.renew_import(&id, attempt, until).await }
+                let (services, id) = (services.clone(), id.clone());
+                async move { services.store.renew_import(&id, attempt, until).await }
             })
         };
         let outcome = tokio::select! {
@@ -140,7 +140,7 @@ impl Engine {
             tracing::info!(import = %job.id, attempt = job.attempt, error = %error, "import failed");
         }
         if let Err(e) = self
-            .state
+            .services
             .store
             .finish_import(&job.id, job.attempt, &end)
             .await
@@ -151,13 +151,13 @@ impl Engine {
 
     async fn execute_import(&self, job: &ImportRec) -> Result<(), JobError> {
         let volume = self
-            .state
+            .services
             .store
             .get_volume(&job.volume_id)
             .await
             .map_err(JobError::internal)?;
         let rights = self
-            .state
+            .services
             .store
             .import_rights(&job.id)
             .await
@@ -175,9 +175,9 @@ impl Engine {
             )));
         }
         let backend = self
-            .state
+            .services
             .volume_backend(&volume, None)
-            .map_err(JobError::Terminal)?;
+            .map_err(|e| JobError::Terminal(e.into()))?;
         let read_error = |e: crate::blob::volume::VolumeError| match JobError::from_s3(&e) {
             JobError::Terminal(_) => JobError::Terminal(ApiError::new(
                 Code::LocationInaccessible,
@@ -296,7 +296,7 @@ impl Engine {
     }
 
     async fn commit(&self, job: &ImportRec, batch: &ImportBatch) -> Result<(), JobError> {
-        match self.state.store.commit_import_batch(job, batch).await {
+        match self.services.store.commit_import_batch(job, batch).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(JobError::LeaseLost),
             Err(StoreError::Conflict) => Err(JobError::Exists),

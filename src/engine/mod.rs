@@ -8,11 +8,11 @@ mod imports;
 mod orphans;
 mod stall;
 
-use crate::api::AppState;
 use crate::blob::activity::Activity;
 use crate::blob::volume::{VolumeBackend, VolumeError};
 use crate::blob::{self};
 use crate::error::{ApiError, Code};
+use crate::services::Services;
 use crate::store::{Alias, ExportRec, FileRec, Finished, JobEnd, Refusal, VolumeRec};
 use crate::util::{now_ms, random_hex};
 use commit::GroupCommit;
@@ -95,7 +95,7 @@ fn api_error_json(e: &ApiError) -> serde_json::Value {
 }
 
 pub struct Engine {
-    state: Arc<AppState>,
+    services: Arc<Services>,
     config: EngineConfig,
     /// This process's name in `lease_owner`.
     node: String,
@@ -130,7 +130,7 @@ const CLAIM_GATHER: Duration = Duration::from_millis(5);
 /// What one job needs while it runs.
 pub struct JobCtx<'a> {
     engine: &'a Engine,
-    state: &'a AppState,
+    services: &'a Services,
     job: &'a ExportRec,
     progress: std::sync::atomic::AtomicU64,
     /// What the stall watchdog reads.
@@ -148,7 +148,7 @@ impl JobCtx<'_> {
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
             + bytes;
         match self
-            .state
+            .services
             .store
             .set_export_progress(&self.job.id, self.job.attempt, total as i64)
             .await
@@ -166,17 +166,17 @@ impl JobCtx<'_> {
 }
 
 impl Engine {
-    pub fn new(state: Arc<AppState>, config: EngineConfig) -> Arc<Self> {
+    pub fn new(services: Arc<Services>, config: EngineConfig) -> Arc<Self> {
         let parts = (config.memory_budget / config.part_size.max(1))
             .max(config.part_parallelism as u64) as usize;
         let running = Arc::new(AtomicUsize::new(0));
         Arc::new(Self {
             node: format!("{}-{}", hostname(), random_hex(4)),
             buffers: Semaphore::new(parts),
-            commits: GroupCommit::start(state.store.clone(), running.clone()),
+            commits: GroupCommit::start(services.store.clone(), running.clone()),
             running,
             load: Default::default(),
-            state,
+            services,
             config,
         })
     }
@@ -235,7 +235,7 @@ impl Engine {
                 // A volume at its cap may take more work once one of its jobs ends; wait a
                 // moment after that, so that one claim serves several ends.
                 tokio::select! {
-                    _ = self.state.jobs.notified() => {}
+                    _ = self.services.jobs.notified() => {}
                     _ = tokio::time::sleep(self.config.poll) => {}
                     _ = shutdown.changed() => {}
                     _ = self.load.released(), if capped => {
@@ -279,12 +279,12 @@ impl Engine {
     ) -> anyhow::Result<(Vec<Claimed>, bool)> {
         let now = now_ms();
         if groups.is_empty() || refreshed.elapsed() > Duration::from_millis(250) {
-            let expired = self.state.store.expire_leases(now).await?;
+            let expired = self.services.store.expire_leases(now).await?;
             if expired > 0 {
                 tracing::info!(jobs = expired, "leases expired; the jobs are queued again");
             }
             *groups = self
-                .state
+                .services
                 .store
                 .runnable_export_groups(now, 256)
                 .await?
@@ -311,7 +311,7 @@ impl Engine {
             }
             let want = share.min(free - claimed.len()).min(room) as i64;
             let got = self
-                .state
+                .services
                 .store
                 .claim_exports(owner, volume, &self.node, now, lease_until, want)
                 .await?;
@@ -338,13 +338,13 @@ impl Engine {
         volume_ids.sort();
         volume_ids.dedup();
         let (files, volumes) = self
-            .state
+            .services
             .store
             .claimed_sources(&file_ids, &volume_ids)
             .await?;
         let job_ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
         let mut refused: HashMap<String, Refusal> = HashMap::new();
-        for rights in self.state.store.export_rights(&job_ids).await? {
+        for rights in self.services.store.export_rights(&job_ids).await? {
             if let Some(why) = rights.refusal() {
                 refused.insert(rights.id, why);
             }
@@ -354,7 +354,10 @@ impl Engine {
         let volumes: HashMap<String, Arc<ClaimedVolume>> = volumes
             .into_iter()
             .map(|rec| {
-                let backend = self.state.volume_backend(&rec, None);
+                let backend = self
+                    .services
+                    .volume_backend(&rec, None)
+                    .map_err(ApiError::from);
                 (rec.id.clone(), Arc::new(ClaimedVolume { rec, backend }))
             })
             .collect();
@@ -384,17 +387,17 @@ impl Engine {
         // What an earlier attempt recorded of a multipart upload is this attempt's to clean up.
         let earlier = job.upload_id.take();
         let heartbeat = {
-            let (state, id, attempt) = (self.state.clone(), job.id.clone(), job.attempt);
+            let (services, id, attempt) = (self.services.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {
-                let (state, id) = (state.clone(), id.clone());
-                async move { state.store.renew_export(&id, attempt, until).await }
+                let (services, id) = (services.clone(), id.clone());
+                async move { services.store.renew_export(&id, attempt, until).await }
             })
         };
         let claimed_at = Instant::now();
         let activity = Arc::new(Activity::default());
         let ctx = JobCtx {
             engine: &self,
-            state: &self.state,
+            services: &self.services,
             job: &job,
             progress: Default::default(),
             activity: activity.clone(),
@@ -546,7 +549,7 @@ impl Engine {
         }
         let blob_key = blob::blob_key(blob_id);
         let source = self
-            .state
+            .services
             .platform
             .s3_source(&blob_key)
             .filter(|s| s.endpoint == volume.service.endpoint);
@@ -612,7 +615,7 @@ impl Engine {
                         metrics::counter!("egress_export_bytes_copied_total").increment(bytes as u64);
                         if moved {
                             metrics::counter!("egress_platform_bytes_freed_by_exports_total").increment(bytes as u64);
-                            self.state.sweep.notify_one();
+                            self.services.sweep.notify_one();
                         }
                         return;
                     }

@@ -65,7 +65,7 @@ pub async fn record_intent(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<(), JobEr
     };
     let intent = format!("{INTENT}{}", open.join(" "));
     match ctx
-        .state
+        .services
         .store
         .set_export_upload(&ctx.job.id, ctx.job.attempt, Some(&intent))
         .await
@@ -133,7 +133,7 @@ pub async fn clean_earlier(
         }
     }
     match ctx
-        .state
+        .services
         .store
         .set_export_upload(&ctx.job.id, ctx.job.attempt, None)
         .await

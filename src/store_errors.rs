@@ -1,4 +1,5 @@
 //! How store failures reach the wire: the one place that turns a `StoreError` into an SBG error.
+//! Outside `api/`, because the services that the API and the core share return SBG errors too.
 
 use crate::error::{ApiError, Code};
 use crate::store::StoreError;

@@ -1,0 +1,114 @@
+//! Committing new platform bytes as a file: shared by uploads (the API) and the demo's seeding.
+
+use crate::blob::{self, Hasher};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::services::Services;
+use crate::store::{Blob, FileRec, StoreError};
+use crate::util::new_long_id;
+use futures_util::StreamExt;
+use std::sync::{Arc, Mutex};
+
+/// Where new platform bytes go, and the upload (if any) they finish.
+pub struct NewFile<'a> {
+    pub upload: Option<&'a str>,
+    pub project_id: &'a str,
+    pub parent_id: &'a str,
+    pub name: &'a str,
+}
+
+/// Writes `bytes` as a new blob while hashing them, checks the size, and commits the blob and
+/// its file (replacing `replace`) in one transaction.
+pub async fn commit_file(
+    services: &Services,
+    target: NewFile<'_>,
+    bytes: blob::ByteStream,
+    size: u64,
+    replace: Option<&FileRec>,
+) -> ApiResult<FileRec> {
+    let blob_id = target
+        .upload
+        .map(str::to_string)
+        .unwrap_or_else(new_long_id);
+    let hasher = Arc::new(Mutex::new(Hasher::new()));
+    let seen = hasher.clone();
+    let hashed = bytes.inspect(move |chunk| {
+        if let Ok(b) = chunk {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).update(b);
+        }
+    });
+    let key = blob::blob_key(&blob_id);
+    services.platform.put(&key, Box::pin(hashed)).await?;
+    let sums = hasher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .finish();
+    if sums.size != size {
+        return Err(ApiError::new(
+            Code::UploadIncomplete,
+            "The assembled file does not have the announced size.",
+        ));
+    }
+    let blob = Blob {
+        id: blob_id,
+        size: size as i64,
+        md5: sums.md5.clone(),
+        crc32c: sums.crc32c.clone(),
+    };
+    let mut file = FileRec::new(
+        target.project_id,
+        Some(target.parent_id),
+        target.name,
+        false,
+    );
+    file.size = Some(blob.size);
+    file.blob_id = Some(blob.id.clone());
+    file.md5 = Some(sums.md5);
+    file.crc32c = Some(sums.crc32c);
+    file.is_public = services
+        .store
+        .get_project(target.project_id)
+        .await?
+        .is_some_and(|p| p.is_public);
+    let committed = services
+        .store
+        .complete_upload(target.upload, &blob, &file, replace.map(|f| f.id.as_str()))
+        .await;
+    if let Err(e) = committed {
+        if target.upload.is_none() {
+            // No upload row owns these bytes, so nothing else would ever free them.
+            let _ = services.platform.delete(&key).await;
+        }
+        return Err(match e {
+            StoreError::Conflict => ApiError::from(Code::FileExists),
+            StoreError::NotFound => ApiError::from(Code::UploadNotFound),
+            StoreError::NoParent => ApiError::new(
+                Code::DestinationNotFound,
+                "Destination folder not found: it was deleted before the file was committed.",
+            ),
+            e => e.into(),
+        });
+    }
+    services.sweep.notify_one();
+    Ok(file)
+}
+
+/// Stores small in-memory bytes as a new file in `parent` (the demo and tests seed data this way).
+pub async fn store_bytes(
+    services: &Services,
+    parent: &FileRec,
+    name: &str,
+    bytes: Vec<u8>,
+) -> ApiResult<FileRec> {
+    crate::names::check(name).map_err(|_| ApiError::from(Code::InvalidName))?;
+    let size = bytes.len() as u64;
+    let body: blob::ByteStream =
+        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]));
+    let target = NewFile {
+        upload: None,
+        project_id: &parent.project_id,
+        parent_id: &parent.id,
+        name,
+    };
+    commit_file(services, target, body, size, None).await
+}
