@@ -41,9 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 type St = State<Arc<AppState>>;
 
 /// A file or folder name by the one rule imports follow too (`crate::names`).
-pub fn check_name(name: &str) -> ApiResult<()> {
-    crate::names::check(name).map_err(|_| ApiError::from(Code::InvalidName))
-}
+pub use crate::services::files::check_name;
 
 /// Where a new file goes: exactly one of a project (its root folder) or a parent folder.
 pub async fn resolve_destination(

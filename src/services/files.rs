@@ -100,7 +100,7 @@ pub async fn store_bytes(
     name: &str,
     bytes: Vec<u8>,
 ) -> ApiResult<FileRec> {
-    crate::names::check(name).map_err(|_| ApiError::from(Code::InvalidName))?;
+    check_name(name)?;
     let size = bytes.len() as u64;
     let body: blob::ByteStream =
         Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]));
@@ -111,4 +111,9 @@ pub async fn store_bytes(
         name,
     };
     commit_file(services, target, body, size, None).await
+}
+
+/// A file or folder name by the one rule (`crate::names`), as the SBG error the API returns.
+pub fn check_name(name: &str) -> ApiResult<()> {
+    crate::names::check(name).map_err(|_| ApiError::from(Code::InvalidName))
 }

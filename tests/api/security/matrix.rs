@@ -346,40 +346,16 @@ async fn no_outsider_reader_or_removed_member_can_touch_alices_things() {
     }
     let read_only =
         json!({"read": true, "copy": false, "write": false, "execute": false, "admin": false});
-    ok(
-        &s,
-        &alice,
-        Method::POST,
-        &project_members,
-        json!({"username": "carol", "permissions": read_only}),
-    )
-    .await;
-    ok(
-        &s,
-        &alice,
-        Method::POST,
-        &volume_members,
-        json!({"username": "carol", "permissions": {"read": true}}),
-    )
-    .await;
+    s.add_member(&alice, &project_members, "carol", read_only.clone())
+        .await;
+    s.add_member(&alice, &volume_members, "carol", json!({"read": true}))
+        .await;
     let everything =
         json!({"read": true, "copy": true, "write": true, "execute": true, "admin": true});
-    ok(
-        &s,
-        &alice,
-        Method::POST,
-        &project_members,
-        json!({"username": "dave", "permissions": everything}),
-    )
-    .await;
-    ok(
-        &s,
-        &alice,
-        Method::POST,
-        &volume_members,
-        json!({"username": "dave", "permissions": everything}),
-    )
-    .await;
+    s.add_member(&alice, &project_members, "dave", everything.clone())
+        .await;
+    s.add_member(&alice, &volume_members, "dave", everything.clone())
+        .await;
     // While a member, dave did see everything; then he was removed.
     assert_eq!(
         s.get(&callers[2].0, &format!("/v2/files/{}", a.file))
