@@ -1,5 +1,5 @@
 //! Metadata and job state. One `Store` trait, two engines: SQLite (embedded default) and Postgres
-//! (several nodes sharing the work). Both engines run the same SQL, kept once in `sql_common.rs`.
+//! (several nodes sharing the work). Both engines run the same SQL, kept once in `sql/`, one file per aggregate.
 
 mod postgres;
 mod sbg;
@@ -440,17 +440,18 @@ pub struct FileFilter {
     pub tags: Vec<String>,
 }
 
+/// Users and their API tokens.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    fn engine(&self) -> &'static str;
-
-    // Users and tokens.
+pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError>;
     async fn add_token(&self, username: &str, token_hash: &str) -> Result<(), StoreError>;
     async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>>;
     async fn get_user(&self, username: &str) -> Result<Option<User>>;
+}
 
-    // Projects; the creator becomes an admin member and the root folder is made with it.
+/// Projects and the members of projects and volumes.
+#[async_trait]
+pub trait ProjectStore: Send + Sync {
     async fn create_project(&self, project: &Project, root: &FileRec) -> Result<(), StoreError>;
     async fn get_project(&self, id: &str) -> Result<Option<Project>>;
     /// Projects `username` is a member of, optionally of one owner and with one name.
@@ -464,8 +465,6 @@ pub trait Store: Send + Sync + 'static {
     async fn update_project(&self, project: &Project) -> Result<(), StoreError>;
     /// Removes the project, its members and files; releases their blobs.
     async fn delete_project(&self, id: &str) -> Result<(), StoreError>;
-
-    // Members of a project or volume.
     async fn get_member(
         &self,
         kind: MemberKind,
@@ -485,8 +484,11 @@ pub trait Store: Send + Sync + 'static {
         resource_id: &str,
         username: &str,
     ) -> Result<bool>;
+}
 
-    // Volumes; the creator becomes an admin member.
+/// Volumes, and the jobs that still use one.
+#[async_trait]
+pub trait VolumeStore: Send + Sync {
     async fn create_volume(&self, volume: &VolumeRec) -> Result<(), StoreError>;
     async fn get_volume(&self, id: &str) -> Result<Option<VolumeRec>>;
     /// Volumes `username` is a member of.
@@ -494,8 +496,16 @@ pub trait Store: Send + Sync + 'static {
     async fn update_volume(&self, volume: &VolumeRec) -> Result<(), StoreError>;
     /// Deletes a volume and its members; `InUse` while aliases point into it.
     async fn delete_volume(&self, id: &str) -> Result<(), StoreError>;
+    /// Exports and imports on a volume that are still PENDING or RUNNING.
+    async fn unfinished_volume_jobs(&self, volume_id: &str) -> Result<i64>;
+    /// Ends a volume's unfinished exports and imports as FAILED with `error`. Their attempt is
+    /// raised, so a worker still copying for one is fenced out and writes nothing more.
+    async fn fail_volume_jobs(&self, volume_id: &str, error: &serde_json::Value) -> Result<u64>;
+}
 
-    // Files and folders.
+/// Files, folders and the blobs they hold, with blob garbage collection (invariant 1: the sweeper frees only what a commit released).
+#[async_trait]
+pub trait FileStore: Send + Sync {
     async fn get_file(&self, id: &str) -> Result<Option<FileRec>>;
     /// The files among `ids` that exist, in no particular order.
     async fn get_files(&self, ids: &[String]) -> Result<Vec<FileRec>>;
@@ -514,8 +524,17 @@ pub trait Store: Send + Sync + 'static {
     async fn update_file(&self, file: &FileRec) -> Result<(), StoreError>;
     /// Deletes a file or an empty folder and drops its blob reference, in one transaction.
     async fn delete_file(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks unreferenced blobs as being deleted and returns every blob in that state.
+    async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>>;
+    /// Drops the rows of blobs whose bytes are deleted.
+    async fn forget_blobs(&self, ids: &[String]) -> Result<()>;
+    /// Bytes held on the platform, per project (each file counted once per project).
+    async fn platform_bytes(&self) -> Result<Vec<(String, i64)>>;
+}
 
-    // Multipart uploads.
+/// Multipart uploads into a project.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
     async fn create_upload(&self, upload: &Upload) -> Result<()>;
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
     /// Records a received part; false when the upload no longer exists.
@@ -533,8 +552,11 @@ pub trait Store: Send + Sync + 'static {
         replace: Option<&str>,
     ) -> Result<(), StoreError>;
     async fn expired_uploads(&self, now: i64, limit: i64) -> Result<Vec<Upload>>;
+}
 
-    // Export jobs.
+/// The export queue: submission, claims with a lease, fenced progress and the group commit.
+#[async_trait]
+pub trait ExportQueue: Send + Sync {
     /// Records jobs (and the idempotent response) in one transaction; `Conflict` when the
     /// idempotency key was taken meanwhile.
     async fn insert_exports(
@@ -585,16 +607,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<FileRec>, Vec<VolumeRec>)>;
     /// What the owners of these exports may still do, now.
     async fn export_rights(&self, ids: &[String]) -> Result<Vec<JobRights>>;
-    /// What the owner of this import may still do, now.
-    async fn import_rights(&self, id: &str) -> Result<Option<JobRights>>;
-    /// Exports and imports on a volume that are still PENDING or RUNNING.
-    async fn unfinished_volume_jobs(&self, volume_id: &str) -> Result<i64>;
-    /// Ends a volume's unfinished exports and imports as FAILED with `error`. Their attempt is
-    /// raised, so a worker still copying for one is fenced out and writes nothing more.
-    async fn fail_volume_jobs(&self, volume_id: &str, error: &serde_json::Value) -> Result<u64>;
-    /// Puts jobs whose lease expired (their worker died or stalled) back in the queue; their
-    /// next claim raises the attempt, which fences the old worker out.
-    async fn expire_leases(&self, now: i64) -> Result<u64>;
     /// Fenced writes: each returns false when the lease was lost.
     async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool>;
     async fn set_export_upload(
@@ -610,8 +622,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         ends: &[(&str, i64, &JobEnd)],
     ) -> Result<Vec<Finished>, StoreError>;
+    /// How many export jobs are in each state.
+    async fn export_state_counts(&self) -> Result<Vec<(String, i64)>>;
+}
 
-    // Import jobs.
+/// The import queue: submission, claims with a lease and fenced batch commits.
+#[async_trait]
+pub trait ImportQueue: Send + Sync {
+    /// What the owner of this import may still do, now.
+    async fn import_rights(&self, id: &str) -> Result<Option<JobRights>>;
     async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError>;
     async fn get_import(&self, id: &str) -> Result<Option<ImportRec>>;
     async fn list_imports(
@@ -642,19 +661,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Records a failure or a retry (`JobEnd::Failed` / `JobEnd::Retry`), fenced.
     async fn finish_import(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool>;
+}
 
-    // Blob garbage collection (invariant 1): the sweeper frees only what a commit released.
-    /// Marks unreferenced blobs as being deleted and returns every blob in that state.
-    async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>>;
-    /// Drops the rows of blobs whose bytes are deleted.
-    async fn forget_blobs(&self, ids: &[String]) -> Result<()>;
+/// The whole store: every aggregate, and the upkeep that spans them. Its methods and those of
+/// its parts are callable on a `DynStore` without importing the parts.
+#[async_trait]
+pub trait Store:
+    UserStore
+    + ProjectStore
+    + VolumeStore
+    + FileStore
+    + UploadStore
+    + ExportQueue
+    + ImportQueue
+    + Send
+    + Sync
+    + 'static
+{
+    fn engine(&self) -> &'static str;
+    /// Puts jobs whose lease expired (their worker died or stalled) back in the queue; their
+    /// next claim raises the attempt, which fences the old worker out.
+    async fn expire_leases(&self, now: i64) -> Result<u64>;
     /// Moves committed pages from the write-ahead log into the database file, so that
     /// requests need not (SQLite); a no-op on Postgres.
     async fn checkpoint(&self) -> Result<()>;
-    /// How many export jobs are in each state.
-    async fn export_state_counts(&self) -> Result<Vec<(String, i64)>>;
-    /// Bytes held on the platform, per project (each file counted once per project).
-    async fn platform_bytes(&self) -> Result<Vec<(String, i64)>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -64,4 +64,7 @@ const ROW_LOCK: &str = " FOR UPDATE";
 /// Postgres picks the unfinished-moves index by itself.
 const MOVES_INDEX: &str = "";
 
-include!("sql_common.rs");
+/// The SQL both engines share, compiled here for Postgres (and in the other engine's file for it).
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;

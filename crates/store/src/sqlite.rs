@@ -161,4 +161,7 @@ const ROW_LOCK: &str = "";
 /// has no statistics) prefers the state index and walks every pending job.
 const MOVES_INDEX: &str = " INDEXED BY exports_unfinished_moves";
 
-include!("sql_common.rs");
+/// The SQL both engines share, compiled here for SQLite (and in the other engine's file for it).
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;
