@@ -55,24 +55,7 @@ async fn two_nodes_on_postgres_share_the_work() {
         .await;
     let ids = bulk_values(&r.body, "/resource/id");
 
-    let mut done = Vec::new();
-    for _ in 0..400 {
-        let got = a
-            .post(
-                &t,
-                "/v2/bulk/storage/exports/get",
-                json!({"export_ids": ids}),
-            )
-            .await;
-        done = bulk_values(&got.body, "/resource");
-        if done
-            .iter()
-            .all(|j| j["state"] == "COMPLETED" || j["state"] == "FAILED")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let done = a.finished_exports(&t, &ids).await;
     for (i, job) in done.iter().enumerate() {
         assert_eq!(job["state"], "COMPLETED", "{job:?}");
         assert_eq!(

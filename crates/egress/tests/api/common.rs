@@ -229,17 +229,55 @@ impl TestServer {
         id
     }
 
-    /// Polls a job (`/v2/storage/exports/{id}` or `/v2/storage/imports/{id}`) until it is
+    /// Waits for a job (`/v2/storage/exports/{id}` or `/v2/storage/imports/{id}`) to be
     /// COMPLETED or FAILED, and returns it; fails the test if it never ends.
     pub async fn finished(&self, token: &str, path: &str) -> Value {
-        for _ in 0..500 {
+        for _ in 0..JOB_CHECKS {
             let r = self.get(token, path).await;
-            if r.body["state"] == "COMPLETED" || r.body["state"] == "FAILED" {
+            if is_finished(&r.body) {
                 return r.body;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.job_progress().await;
         }
         panic!("{path} did not finish");
+    }
+
+    /// Waits for every export in `ids` to be COMPLETED or FAILED, and returns them in order.
+    pub async fn finished_exports<Id>(&self, token: &str, ids: &[Id]) -> Vec<Value>
+    where
+        Id: Clone + Into<Value> + std::fmt::Debug,
+    {
+        let ids: Vec<Value> = ids.iter().cloned().map(Into::into).collect();
+        for _ in 0..JOB_CHECKS {
+            let r = self
+                .post(
+                    token,
+                    "/v2/bulk/storage/exports/get",
+                    json!({"export_ids": ids}),
+                )
+                .await;
+            let jobs = bulk_values(&r.body, "/resource");
+            if jobs.len() == ids.len() && jobs.iter().all(is_finished) {
+                return jobs;
+            }
+            self.job_progress().await;
+        }
+        panic!("exports {ids:?} did not finish");
+    }
+
+    /// Submits an import (`body` as the API takes it) and returns the job once it has ended.
+    pub async fn import_finished(&self, token: &str, body: Value) -> Value {
+        let r = self.post(token, "/v2/storage/imports", body).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap();
+        self.finished(token, &format!("/v2/storage/imports/{id}"))
+            .await
+    }
+
+    /// Returns once jobs may have moved on: a job ended in this server, or a short while
+    /// passed (a job may end on another node, or not end at all).
+    async fn job_progress(&self) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
     /// Makes `username` a member of a project or volume (`members_path`) with `permissions`.
@@ -310,6 +348,13 @@ impl TestServer {
 
 /// One value per entry of a bulk response's `items`, picked by a JSON pointer such as
 /// `/resource/id` or `/error/code` (`Null` where the entry has none).
+/// How many times a wait looks at a job before it gives up.
+const JOB_CHECKS: usize = 1000;
+
+fn is_finished(job: &Value) -> bool {
+    job["state"] == "COMPLETED" || job["state"] == "FAILED"
+}
+
 pub fn bulk_values(body: &Value, pointer: &str) -> Vec<Value> {
     body["items"]
         .as_array()

@@ -4,7 +4,6 @@
 use crate::common::{assert_error, bulk_values, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Ann, a platform administrator (only they make local volumes), with a project and a local
 /// volume in a declared root.
@@ -13,28 +12,6 @@ async fn server() -> (TestServer, String, tempfile::TempDir) {
     let v = s.post(&t, "/v2/storage/volumes", json!({"name": "out", "access_mode": "RW", "service": {"type": "local", "root": root.path(), "prefix": "pre"}})).await;
     assert_eq!(v.status, 200, "{:?}", v.body);
     (s, t, root)
-}
-
-/// Polls the jobs until none is PENDING or RUNNING (bounded), and returns them.
-async fn wait(s: &TestServer, t: &str, ids: &[&str]) -> Vec<Value> {
-    for _ in 0..300 {
-        let r = s
-            .post(
-                t,
-                "/v2/bulk/storage/exports/get",
-                json!({"export_ids": ids}),
-            )
-            .await;
-        let jobs = bulk_values(&r.body, "/resource");
-        if jobs
-            .iter()
-            .all(|j| j["state"] == "COMPLETED" || j["state"] == "FAILED")
-        {
-            return jobs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("exports did not finish");
 }
 
 fn item(file: &Value, location: &str, overwrite: bool) -> Value {
@@ -56,7 +33,7 @@ async fn move_flips_the_file_to_an_alias_and_frees_platform_bytes() {
     let job = &r.body["items"][0]["resource"];
     assert_eq!(job["state"], "PENDING");
     assert_eq!(job["properties"]["sse_algorithm"], "AES256");
-    let done = wait(&s, &t, &[job["id"].as_str().unwrap()]).await;
+    let done = s.finished_exports(&t, &[job["id"].as_str().unwrap()]).await;
     assert_eq!(done[0]["state"], "COMPLETED", "{:?}", done[0]);
     assert_eq!(done[0]["progress"]["bytes_copied"], 14);
     let result = &done[0]["result"];
@@ -147,7 +124,7 @@ async fn copy_only_keeps_the_source_and_same_destination_runs_in_order() {
         .iter()
         .map(|i| i["resource"]["id"].as_str().unwrap())
         .collect();
-    let done = wait(&s, &t, &ids).await;
+    let done = s.finished_exports(&t, &ids).await;
     assert_eq!(done[0]["state"], "COMPLETED");
     assert_eq!(done[1]["state"], "FAILED");
     assert_eq!(done[1]["error"]["code"], 9107);
@@ -170,7 +147,9 @@ async fn copy_only_keeps_the_source_and_same_destination_runs_in_order() {
         .await;
     assert_eq!(copy.status, 200, "{:?}", copy.body);
     assert_eq!(copy.body["copy_only"], true);
-    let done = wait(&s, &t, &[copy.body["id"].as_str().unwrap()]).await;
+    let done = s
+        .finished_exports(&t, &[copy.body["id"].as_str().unwrap()])
+        .await;
     assert_eq!(done[0]["state"], "COMPLETED");
     assert_eq!(
         done[0]["result"]["storage"]["type"], "PLATFORM",
@@ -340,7 +319,8 @@ async fn metrics_report_jobs_and_platform_bytes() {
     let r = s
         .post(&t, "/v2/storage/exports", item(&f, "m.txt", false))
         .await;
-    wait(&s, &t, &[r.body["id"].as_str().unwrap()]).await;
+    s.finished_exports(&t, &[r.body["id"].as_str().unwrap()])
+        .await;
     let admin = s.admin("root").await;
     let page = s.get(&admin, "/metrics").await;
     assert_eq!(page.status, 200);

@@ -3,7 +3,6 @@
 use crate::common::{assert_error, bulk_values, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Ann, a platform administrator (only they make local volumes), with a project and a local
 /// volume in a declared root.
@@ -24,23 +23,6 @@ async fn server() -> (TestServer, String, tempfile::TempDir) {
     (s, t, root)
 }
 
-async fn wait(s: &TestServer, t: &str, id: &str) -> Value {
-    for _ in 0..300 {
-        let r = s.get(t, &format!("/v2/storage/imports/{id}")).await;
-        if r.body["state"] == "COMPLETED" || r.body["state"] == "FAILED" {
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("import did not finish");
-}
-
-async fn import(s: &TestServer, t: &str, body: Value) -> Value {
-    let r = s.post(t, "/v2/storage/imports", body).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    wait(s, t, r.body["id"].as_str().unwrap()).await
-}
-
 fn names(listing: &Value) -> Vec<String> {
     let mut n: Vec<String> = listing["items"]
         .as_array()
@@ -56,12 +38,12 @@ fn names(listing: &Value) -> Vec<String> {
 async fn object_import_makes_an_alias_and_follows_the_clash_rules() {
     let (s, t, _root) = server().await;
     let src = json!({"volume": "ann/src", "location": "solo.vcf"});
-    let done = import(
-        &s,
-        &t,
-        json!({"source": src, "destination": {"project": "ann/p"}}),
-    )
-    .await;
+    let done = s
+        .import_finished(
+            &t,
+            json!({"source": src, "destination": {"project": "ann/p"}}),
+        )
+        .await;
     assert_eq!(done["state"], "COMPLETED", "{done:?}");
     let alias = &done["result"];
     assert_eq!(alias["name"], "solo.vcf");
@@ -82,26 +64,26 @@ async fn object_import_makes_an_alias_and_follows_the_clash_rules() {
         "no bytes were copied onto the platform"
     );
 
-    let clash = import(
-        &s,
-        &t,
-        json!({"source": src, "destination": {"project": "ann/p"}}),
-    )
-    .await;
+    let clash = s
+        .import_finished(
+            &t,
+            json!({"source": src, "destination": {"project": "ann/p"}}),
+        )
+        .await;
     assert_eq!(
         (clash["state"].as_str(), clash["error"]["code"].as_u64()),
         (Some("FAILED"), Some(9108))
     );
-    let renamed = import(
-        &s,
-        &t,
-        json!({"source": src, "destination": {"project": "ann/p"}, "autorename": true}),
-    )
-    .await;
+    let renamed = s
+        .import_finished(
+            &t,
+            json!({"source": src, "destination": {"project": "ann/p"}, "autorename": true}),
+        )
+        .await;
     assert_eq!(renamed["result"]["name"], "_1_solo.vcf");
 
     let platform = s.upload(&t, "ann/p", "mine.vcf", b"platform bytes").await;
-    let replaced = import(&s, &t, json!({"source": src, "destination": {"project": "ann/p", "name": "mine.vcf"}, "overwrite": true})).await;
+    let replaced = s.import_finished(&t, json!({"source": src, "destination": {"project": "ann/p", "name": "mine.vcf"}, "overwrite": true})).await;
     assert_eq!(replaced["state"], "COMPLETED");
     assert_error(
         &s.get(
@@ -118,7 +100,7 @@ async fn object_import_makes_an_alias_and_follows_the_clash_rules() {
         "the replaced file's bytes were freed"
     );
 
-    let missing = import(&s, &t, json!({"source": {"volume": "ann/src", "location": "nope.txt"}, "destination": {"project": "ann/p"}})).await;
+    let missing = s.import_finished(&t, json!({"source": {"volume": "ann/src", "location": "nope.txt"}, "destination": {"project": "ann/p"}})).await;
     assert_eq!(missing["error"]["code"], 9105);
     let copy = s
         .post(
@@ -136,7 +118,7 @@ async fn object_import_makes_an_alias_and_follows_the_clash_rules() {
 #[tokio::test]
 async fn folder_import_keeps_or_flattens_the_structure() {
     let (s, t, _root) = server().await;
-    let kept = import(&s, &t, json!({"source": {"volume": "ann/src", "location": "in/"}, "destination": {"project": "ann/p"}})).await;
+    let kept = s.import_finished(&t, json!({"source": {"volume": "ann/src", "location": "in/"}, "destination": {"project": "ann/p"}})).await;
     assert_eq!(kept["state"], "COMPLETED", "{kept:?}");
     assert_eq!(kept["progress"]["objects_imported"], 3);
     let top = &kept["result"];
@@ -182,7 +164,7 @@ async fn folder_import_keeps_or_flattens_the_structure() {
         )
         .await
         .body;
-    let flat = import(&s, &t, json!({"source": {"volume": "ann/src", "location": "in/"}, "destination": {"parent": dir["id"]}, "preserve_folder_structure": false})).await;
+    let flat = s.import_finished(&t, json!({"source": {"volume": "ann/src", "location": "in/"}, "destination": {"parent": dir["id"]}, "preserve_folder_structure": false})).await;
     assert_eq!(flat["result"]["id"], dir["id"]);
     let listing = s
         .get(

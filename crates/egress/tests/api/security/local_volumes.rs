@@ -50,17 +50,11 @@ fn local_body(name: &str, root: &Path) -> Value {
 }
 
 async fn import(s: &TestServer, token: &str, volume: &str, location: &str) -> Value {
-    let r = s
-        .post(
-            token,
-            "/v2/storage/imports",
-            json!({"source": {"volume": volume, "location": location}, "destination": {"project": "root/p"}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
-    s.finished(token, &format!("/v2/storage/imports/{id}"))
-        .await
+    s.import_finished(
+        token,
+        json!({"source": {"volume": volume, "location": location}, "destination": {"project": "root/p"}}),
+    )
+    .await
 }
 
 fn project_files(s: &TestServer) -> Vec<PathBuf> {

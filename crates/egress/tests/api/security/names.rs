@@ -5,7 +5,6 @@
 
 use crate::common::{assert_error, TestServer};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Ann, an administrator (only they make local volumes), with project `ann/p` and a local
 /// volume `ann/src` whose objects are `files` (key, body) under the prefix `pre`.
@@ -19,21 +18,6 @@ async fn server(files: &[(&str, &str)]) -> (TestServer, String, tempfile::TempDi
     let v = s.post(&t, "/v2/storage/volumes", json!({"name": "src", "access_mode": "RO", "service": {"type": "local", "root": root.path(), "prefix": "pre"}})).await;
     assert_eq!(v.status, 200, "{:?}", v.body);
     (s, t, root)
-}
-
-/// Submits an import and waits for it to end.
-async fn import(s: &TestServer, t: &str, body: Value) -> Value {
-    let r = s.post(t, "/v2/storage/imports", body).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
-    for _ in 0..600 {
-        let r = s.get(t, &format!("/v2/storage/imports/{id}")).await;
-        if r.body["state"] == "COMPLETED" || r.body["state"] == "FAILED" {
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("import {id} did not finish");
 }
 
 fn from(location: &str) -> Value {
@@ -83,7 +67,9 @@ async fn a_folder_import_with_an_unnamable_key_fails_naming_it_and_imports_nothi
     .await;
     let dest = json!({"project": "ann/p"});
 
-    let kept = import(&s, &t, json!({"source": from("imp/"), "destination": dest})).await;
+    let kept = s
+        .import_finished(&t, json!({"source": from("imp/"), "destination": dest}))
+        .await;
     assert_failed_naming(&kept, "imp/tab\there");
     assert_eq!(kept["progress"]["objects_imported"], 0);
     assert_eq!(
@@ -91,8 +77,7 @@ async fn a_folder_import_with_an_unnamable_key_fails_naming_it_and_imports_nothi
         Vec::<String>::new(),
         "nothing was made, not even the top folder or the legal files"
     );
-    let flat = import(
-        &s,
+    let flat = s.import_finished(
         &t,
         json!({"source": from("imp/"), "destination": dest, "preserve_folder_structure": false}),
     )
@@ -101,12 +86,13 @@ async fn a_folder_import_with_an_unnamable_key_fails_naming_it_and_imports_nothi
     assert_eq!(names_in_root(&s, &t).await, Vec::<String>::new());
 
     // A folder segment with a control character: refused where it would become a folder…
-    let kept = import(&s, &t, json!({"source": from("ctl/"), "destination": dest})).await;
+    let kept = s
+        .import_finished(&t, json!({"source": from("ctl/"), "destination": dest}))
+        .await;
     assert_failed_naming(&kept, "ctl/d\u{1}ir/x.txt");
     assert_eq!(names_in_root(&s, &t).await, Vec::<String>::new());
     // …and fine when the structure is flattened, since no folder is made from it.
-    let flat = import(
-        &s,
+    let flat = s.import_finished(
         &t,
         json!({"source": from("ctl/"), "destination": dest, "preserve_folder_structure": false}),
     )
@@ -169,11 +155,11 @@ async fn autorename_never_makes_a_name_over_255_bytes() {
     let (s, t, _root) = server(&[(&key, "L")]).await;
     let body =
         json!({"source": from(&key), "destination": {"project": "ann/p"}, "autorename": true});
-    let first = import(&s, &t, body.clone()).await;
+    let first = s.import_finished(&t, body.clone()).await;
     assert_eq!(first["state"], "COMPLETED", "{first:?}");
     assert_eq!(first["result"]["name"], long.as_str());
     // `_1_` + 254 bytes would be 257: the clash cannot be resolved by renaming.
-    let second = import(&s, &t, body).await;
+    let second = s.import_finished(&t, body).await;
     assert_eq!(second["state"], "FAILED", "{second:?}");
     assert_eq!(second["error"]["code"], 9108, "{second:?}");
     assert_eq!(names_in_root(&s, &t).await, [long]);
