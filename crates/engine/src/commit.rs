@@ -2,6 +2,7 @@
 //! single transaction. While other jobs are still running it waits a few milliseconds for
 //! their ends to join the batch; a lone job is committed at once.
 
+use crate::services::JobEnds;
 use egress_store::{DynStore, Finished, JobEnd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,9 +35,9 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the committing task; it ends when this handle is dropped. `running` counts the
     /// jobs whose ends are still to come.
-    pub fn start(store: DynStore, running: Arc<AtomicUsize>) -> Self {
+    pub fn start(store: DynStore, ends: Arc<JobEnds>, running: Arc<AtomicUsize>) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(store, running, waiting));
+        tokio::spawn(commit_loop(store, ends, running, waiting));
         Self { queue }
     }
 
@@ -75,6 +76,7 @@ impl GroupCommit {
 
 async fn commit_loop(
     store: DynStore,
+    ends: Arc<JobEnds>,
     running: Arc<AtomicUsize>,
     mut waiting: mpsc::UnboundedReceiver<Message>,
 ) {
@@ -100,14 +102,14 @@ async fn commit_loop(
                     .flatten(),
             };
         }
-        commit(&store, &mut batch).await;
+        commit(&store, &ends, &mut batch).await;
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-async fn commit(store: &DynStore, batch: &mut Vec<Pending>) {
+async fn commit(store: &DynStore, job_ends: &JobEnds, batch: &mut Vec<Pending>) {
     if batch.is_empty() {
         return;
     }
@@ -126,4 +128,5 @@ async fn commit(store: &DynStore, batch: &mut Vec<Pending>) {
     for (pending, outcome) in batch.drain(..).zip(outcomes) {
         let _ = pending.reply.send(outcome);
     }
+    job_ends.record();
 }

@@ -110,6 +110,12 @@ impl Engine {
         job: ImportRec,
         _slot: (OwnedSemaphorePermit, VolumeHold),
     ) {
+        let ends = self.services.job_ends.clone();
+        self.import_once(job).await;
+        ends.record();
+    }
+
+    async fn import_once(self: Arc<Self>, job: ImportRec) {
         let heartbeat = {
             let (services, id, attempt) = (self.services.clone(), job.id.clone(), job.attempt);
             keep_lease(self.config.lease, move |until| {

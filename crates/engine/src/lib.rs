@@ -176,7 +176,11 @@ impl Engine {
         Arc::new(Self {
             node: format!("{}-{}", hostname(), random_hex(4)),
             buffers: Semaphore::new(parts),
-            commits: GroupCommit::start(services.store.clone(), running.clone()),
+            commits: GroupCommit::start(
+                services.store.clone(),
+                services.job_ends.clone(),
+                running.clone(),
+            ),
             running,
             load: Default::default(),
             services,

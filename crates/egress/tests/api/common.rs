@@ -232,12 +232,15 @@ impl TestServer {
     /// Waits for a job (`/v2/storage/exports/{id}` or `/v2/storage/imports/{id}`) to be
     /// COMPLETED or FAILED, and returns it; fails the test if it never ends.
     pub async fn finished(&self, token: &str, path: &str) -> Value {
-        for _ in 0..JOB_CHECKS {
+        let mut ends = self.job_ends();
+        let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
+            ends.mark_unchanged();
             let r = self.get(token, path).await;
             if is_finished(&r.body) {
                 return r.body;
             }
-            self.job_progress().await;
+            self.job_progress(&mut ends).await;
         }
         panic!("{path} did not finish");
     }
@@ -248,7 +251,10 @@ impl TestServer {
         Id: Clone + Into<Value> + std::fmt::Debug,
     {
         let ids: Vec<Value> = ids.iter().cloned().map(Into::into).collect();
-        for _ in 0..JOB_CHECKS {
+        let mut ends = self.job_ends();
+        let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
+            ends.mark_unchanged();
             let r = self
                 .post(
                     token,
@@ -260,7 +266,7 @@ impl TestServer {
             if jobs.len() == ids.len() && jobs.iter().all(is_finished) {
                 return jobs;
             }
-            self.job_progress().await;
+            self.job_progress(&mut ends).await;
         }
         panic!("exports {ids:?} did not finish");
     }
@@ -274,10 +280,14 @@ impl TestServer {
             .await
     }
 
-    /// Returns once jobs may have moved on: a job ended in this server, or a short while
-    /// passed (a job may end on another node, or not end at all).
-    async fn job_progress(&self) {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    fn job_ends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.running.state.services.job_ends.subscribe()
+    }
+
+    /// Returns once jobs may have moved on: a job ended in this server, or a second passed (a
+    /// job may end on another node, or through a request rather than a worker).
+    async fn job_progress(&self, ends: &mut tokio::sync::watch::Receiver<u64>) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ends.changed()).await;
     }
 
     /// Makes `username` a member of a project or volume (`members_path`) with `permissions`.
@@ -348,8 +358,8 @@ impl TestServer {
 
 /// One value per entry of a bulk response's `items`, picked by a JSON pointer such as
 /// `/resource/id` or `/error/code` (`Null` where the entry has none).
-/// How many times a wait looks at a job before it gives up.
-const JOB_CHECKS: usize = 1000;
+/// How long a test waits for jobs to end before it fails.
+const JOB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn is_finished(job: &Value) -> bool {
     job["state"] == "COMPLETED" || job["state"] == "FAILED"

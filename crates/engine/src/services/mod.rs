@@ -3,6 +3,7 @@
 //! services beside its own request-only parts.
 
 pub mod files;
+mod job_ends;
 pub mod projects;
 pub mod uploads;
 
@@ -11,6 +12,8 @@ use egress_core::secret_box::SecretBox;
 use egress_core::volume::{ServiceKind, VolumePolicy};
 use egress_storage::volume::{VolumeBackend, VolumeClients};
 use egress_storage::DynObjectStore;
+pub use job_ends::JobEnds;
+
 use egress_store::{DynStore, VolumeRec};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -22,6 +25,8 @@ pub struct Services {
     pub sweep: Arc<Notify>,
     /// Wakes the engine when jobs are submitted.
     pub jobs: Arc<Notify>,
+    /// Tells waiters when jobs end.
+    pub job_ends: Arc<JobEnds>,
     /// Seals and opens volume credentials.
     pub secrets: SecretBox,
     pub volume_policy: VolumePolicy,
