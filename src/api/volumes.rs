@@ -5,7 +5,7 @@ use super::auth::AuthUser;
 use super::members::Members;
 use super::wire::{list_page, object, Body, Params};
 use super::AppState;
-use crate::blob::volume::{ObjectInfo, VolumeBackend, VolumeError};
+use crate::blob::volume::{ObjectInfo, VolumeBackend, VolumeError, VolumeErrorKind};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{AccessMode, MemberKind, StoreError, User, VolumeRec};
 use crate::util::{format_ms, now_ms};
@@ -507,9 +507,11 @@ fn object_json(state: &AppState, v: &VolumeRec, info: &ObjectInfo) -> Value {
 }
 
 fn browse_error(e: VolumeError) -> ApiError {
-    match e.code.as_str() {
-        "InvalidArgument" => ApiError::new(Code::BadRequest, "Invalid continuation token."),
-        _ if e.retryable => ApiError::new(
+    match e.kind {
+        VolumeErrorKind::InvalidArgument => {
+            ApiError::new(Code::BadRequest, "Invalid continuation token.")
+        }
+        _ if e.is_retryable() => ApiError::new(
             Code::ServiceError,
             format!("There was an error communicating with the service: {e}."),
         ),

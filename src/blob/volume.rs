@@ -14,13 +14,61 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-/// A failed call to a volume, classified so callers can decide: retry, or tell the user.
+/// A failed call to a volume, classified once where it happened, so callers decide by kind:
+/// retry, or tell the user what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeError {
-    /// The S3 error code (`AccessDenied`, `NoSuchBucket`…) or a transport description.
+    pub kind: VolumeErrorKind,
+    /// The S3 error code (`AccessDenied`, `NoSuchBucket`…) or a short description, for messages.
     pub code: String,
     pub status: Option<u16>,
-    pub retryable: bool,
+}
+
+/// What went wrong, as far as a caller needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeErrorKind {
+    /// Nothing is at the key, or the upload is gone (a 404).
+    NotFound,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// The credentials, the bucket policy or the file system refuse the call.
+    AccessDenied,
+    /// The object's KMS key cannot be used.
+    KmsKey,
+    /// The volume refuses an object this large.
+    TooLarge,
+    /// A conditional write met an existing object (`If-None-Match: *`).
+    PreconditionFailed,
+    /// The volume refused an argument, such as a continuation token.
+    InvalidArgument,
+    /// The key cannot name anything this volume serves (outside a local root, a special file).
+    InvalidKey,
+    /// The volume asks us to slow down.
+    Throttled,
+    /// A timeout, a dropped connection, a 5xx, an error inside a 200: worth another attempt.
+    Transient,
+    /// This volume does not offer the call.
+    Unsupported,
+    /// Anything else; the user must fix something.
+    Other,
+}
+
+impl VolumeError {
+    pub fn new(kind: VolumeErrorKind, code: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            status: None,
+        }
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            VolumeErrorKind::Throttled | VolumeErrorKind::Transient
+        )
+    }
 }
 
 impl std::fmt::Display for VolumeError {
@@ -34,49 +82,38 @@ impl std::fmt::Display for VolumeError {
 
 impl std::error::Error for VolumeError {}
 
-const RETRYABLE_CODES: &[&str] = &[
-    "SlowDown",
+const THROTTLING_CODES: &[&str] = &["SlowDown", "Throttling", "ThrottlingException"];
+const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "InternalError",
     "ServiceUnavailable",
-    "Throttling",
-    "ThrottlingException",
     "RequestTimeTooSkewed",
 ];
 
-/// Classifies an SDK error: timeouts, transport failures, 5xx and throttling are retryable;
-/// everything the user must fix (access, missing bucket, bad key…) is not.
+/// Classifies an SDK error: the one place S3 failures get their kind. Timeouts, transport
+/// failures, 5xx and throttling are retryable; everything the user must fix (access, missing
+/// bucket, bad key…) is not.
 pub fn classify<E: ProvideErrorMetadata>(
     err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> VolumeError {
+    use VolumeErrorKind as K;
     let status = err.raw_response().map(|r| r.status().as_u16());
+    let failure = |kind, code: &str| VolumeError {
+        kind,
+        code: code.into(),
+        status,
+    };
+    if status == Some(412) {
+        let code = err.code().unwrap_or("PreconditionFailed");
+        return failure(K::PreconditionFailed, code);
+    }
     match err {
-        SdkError::TimeoutError(_) => VolumeError {
-            code: "Timeout".into(),
-            status,
-            retryable: true,
-        },
+        SdkError::TimeoutError(_) => failure(K::Transient, "Timeout"),
         // A connect or first-byte timeout comes from the connector.
-        SdkError::DispatchFailure(f) if f.is_timeout() => VolumeError {
-            code: "Timeout".into(),
-            status,
-            retryable: true,
-        },
-        SdkError::DispatchFailure(_) => VolumeError {
-            code: "ConnectionFailed".into(),
-            status,
-            retryable: true,
-        },
-        SdkError::ResponseError(_) => VolumeError {
-            code: "BadResponse".into(),
-            status,
-            retryable: true,
-        },
-        SdkError::ConstructionFailure(_) => VolumeError {
-            code: "InvalidRequest".into(),
-            status,
-            retryable: false,
-        },
+        SdkError::DispatchFailure(f) if f.is_timeout() => failure(K::Transient, "Timeout"),
+        SdkError::DispatchFailure(_) => failure(K::Transient, "ConnectionFailed"),
+        SdkError::ResponseError(_) => failure(K::Transient, "BadResponse"),
+        SdkError::ConstructionFailure(_) => failure(K::Other, "InvalidRequest"),
         _ => {
             let code = err
                 .code()
@@ -91,32 +128,43 @@ pub fn classify<E: ProvideErrorMetadata>(
             // answer 200 and put an error in the body once the work is under way; whether or
             // not it took effect, the call is safe to repeat.
             let in_200 = status.is_some_and(|s| (200..300).contains(&s));
-            let retryable = in_200
-                || status.is_some_and(|s| s >= 500)
-                || RETRYABLE_CODES.contains(&code.as_str());
-            VolumeError {
-                code,
-                status,
-                retryable,
-            }
+            let kind = match code.as_str() {
+                "PreconditionFailed" => K::PreconditionFailed,
+                c if THROTTLING_CODES.contains(&c) => K::Throttled,
+                _ if in_200 || status.is_some_and(|s| s >= 500) => K::Transient,
+                c if TRANSIENT_CODES.contains(&c) => K::Transient,
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "AllAccessDisabled" => K::AccessDenied,
+                "NoSuchBucket" => K::NoSuchBucket,
+                "KMS.NotFoundException"
+                | "KMS.DisabledException"
+                | "KMS.AccessDeniedException"
+                | "InvalidKMSKey" => K::KmsKey,
+                "EntityTooLarge" => K::TooLarge,
+                "InvalidArgument" => K::InvalidArgument,
+                "NoSuchKey" | "NoSuchUpload" | "NotFound" => K::NotFound,
+                _ if status == Some(404) => K::NotFound,
+                _ => K::Other,
+            };
+            VolumeError { kind, code, status }
         }
     }
 }
 
+/// Classifies a local volume's file-system error.
 pub fn io_error(e: std::io::Error) -> VolumeError {
-    let code = match e.kind() {
-        _ if local_root::is_escape(&e) => "OutsideRoot",
-        std::io::ErrorKind::NotFound => "NoSuchKey",
-        std::io::ErrorKind::PermissionDenied => "AccessDenied",
-        std::io::ErrorKind::Unsupported => "NotARegularFile",
-        std::io::ErrorKind::InvalidInput => "InvalidKey",
-        _ => "IoError",
+    use VolumeErrorKind as K;
+    let (kind, code) = match e.kind() {
+        _ if local_root::is_escape(&e) => (K::InvalidKey, "OutsideRoot"),
+        std::io::ErrorKind::NotFound => (K::NotFound, "NoSuchKey"),
+        std::io::ErrorKind::PermissionDenied => (K::AccessDenied, "AccessDenied"),
+        std::io::ErrorKind::Unsupported => (K::InvalidKey, "NotARegularFile"),
+        std::io::ErrorKind::InvalidInput => (K::InvalidKey, "InvalidKey"),
+        _ => (K::Other, "IoError"),
     };
-    VolumeError {
-        code: code.into(),
-        status: None,
-        retryable: false,
-    }
+    VolumeError::new(kind, code)
 }
 
 /// What a volume says about one object.
@@ -448,11 +496,7 @@ impl VolumeBackend {
             VolumeBackend::S3 { client, bucket } => {
                 let config =
                     aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(|_| {
-                        VolumeError {
-                            code: "InvalidExpiry".into(),
-                            status: None,
-                            retryable: false,
-                        }
+                        VolumeError::new(VolumeErrorKind::InvalidArgument, "InvalidExpiry")
                     })?;
                 let request = client
                     .get_object()
@@ -475,11 +519,7 @@ impl VolumeBackend {
     ) -> Result<super::ByteStream, VolumeError> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let VolumeBackend::Local { root } = self else {
-            return Err(VolumeError {
-                code: "NotLocal".into(),
-                status: None,
-                retryable: false,
-            });
+            return Err(VolumeError::new(VolumeErrorKind::Unsupported, "NotLocal"));
         };
         let (root, key) = (root.clone(), key.to_string());
         let mut file = tokio::fs::File::from_std(blocking(move || root.open_file(&key)).await?);
@@ -513,14 +553,11 @@ impl VolumeBackend {
                         Ok(Some(info))
                     }
                     Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-                    Err(e) => {
-                        let failure = classify(&e);
-                        if failure.status == Some(404) {
-                            Ok(None)
-                        } else {
-                            Err(failure)
-                        }
-                    }
+                    Err(e) => match classify(&e) {
+                        // A 404 of any kind: nothing is there.
+                        failure if failure.status == Some(404) => Ok(None),
+                        failure => Err(failure),
+                    },
                 }
             }
             VolumeBackend::Local { root } => {

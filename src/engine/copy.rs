@@ -106,7 +106,7 @@ fn observed<T, E: ProvideErrorMetadata>(
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!("egress_s3_requests_total", "operation" => operation, "outcome" => outcome)
         .increment(1);
-    result.map_err(|e| JobError::from_s3(&classify(&e)))
+    result.map_err(|e| JobError::from_volume(&classify(&e), super::Access::Write))
 }
 
 /// One CopyObject within the destination's endpoint.

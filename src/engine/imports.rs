@@ -3,7 +3,7 @@
 //! a resumed attempt continues exactly where the previous one stopped.
 
 use super::stall::VolumeHold;
-use super::{api_error_json, keep_lease, Engine, JobError};
+use super::{api_error_json, keep_lease, Access, Engine, JobError};
 use crate::blob::volume::{ObjectInfo, VolumeBackend};
 use crate::error::{ApiError, Code};
 use crate::names::{self, last_segment, NameError};
@@ -178,13 +178,8 @@ impl Engine {
             .services
             .volume_backend(&volume, None)
             .map_err(|e| JobError::Terminal(e.into()))?;
-        let read_error = |e: crate::blob::volume::VolumeError| match JobError::from_s3(&e) {
-            JobError::Terminal(_) => JobError::Terminal(ApiError::new(
-                Code::LocationInaccessible,
-                format!("Location on volume is not accessible as configured: {e}."),
-            )),
-            other => other,
-        };
+        let read_error =
+            |e: crate::blob::volume::VolumeError| JobError::from_volume(&e, Access::Read);
         if !job.is_folder() {
             let key = object_key(&volume.service.prefix, &job.location);
             let info = backend

@@ -9,7 +9,7 @@ mod orphans;
 mod stall;
 
 use crate::blob::activity::Activity;
-use crate::blob::volume::{VolumeBackend, VolumeError};
+use crate::blob::volume::{VolumeBackend, VolumeError, VolumeErrorKind};
 use crate::blob::{self};
 use crate::error::{ApiError, Code};
 use crate::services::Services;
@@ -40,24 +40,38 @@ pub enum JobError {
     LeaseLost,
 }
 
+/// What a job was doing on its volume when a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading (an import): whatever the user must fix, the location is not accessible.
+    Read,
+    /// Writing (an export): the error says what to fix.
+    Write,
+}
+
 impl JobError {
-    pub fn from_s3(e: &VolumeError) -> Self {
-        if e.code == "PreconditionFailed" || e.status == Some(412) {
+    /// The one place where a failed volume call becomes a job outcome and an SBG code.
+    pub fn from_volume(e: &VolumeError, access: Access) -> Self {
+        use VolumeErrorKind as K;
+        if e.kind == K::PreconditionFailed {
             return JobError::Exists;
         }
-        if e.retryable {
+        if e.is_retryable() {
             return JobError::Retryable(e.to_string());
         }
-        JobError::Terminal(match e.code.as_str() {
-            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled" => {
-                ApiError::new(Code::CrossWriteDenied, format!("Could not obtain cross-write access on the volume: {e}. Check the volume's credentials and bucket policy."))
-            }
-            "NoSuchBucket" => ApiError::new(Code::BucketMissing, format!("Location on volume is not accessible as configured: {e}. The bucket does not exist.")),
-            "KMS.NotFoundException" | "KMS.DisabledException" | "KMS.AccessDeniedException" | "InvalidKMSKey" => {
-                ApiError::new(Code::InvalidSse, format!("Server-side encryption failed: {e}. Check sse_aws_kms_key_id."))
-            }
-            "EntityTooLarge" => ApiError::new(Code::ObjectRefused, format!("The volume refused the object: {e}.")),
-            _ => ApiError::new(Code::LocationInaccessible, format!("Location on volume is not accessible as configured: {e}.")),
+        let inaccessible = || {
+            ApiError::new(
+                Code::LocationInaccessible,
+                format!("Location on volume is not accessible as configured: {e}."),
+            )
+        };
+        JobError::Terminal(match (access, e.kind) {
+            (Access::Read, _) => inaccessible(),
+            (Access::Write, K::AccessDenied) => ApiError::new(Code::CrossWriteDenied, format!("Could not obtain cross-write access on the volume: {e}. Check the volume's credentials and bucket policy.")),
+            (Access::Write, K::NoSuchBucket) => ApiError::new(Code::BucketMissing, format!("Location on volume is not accessible as configured: {e}. The bucket does not exist.")),
+            (Access::Write, K::KmsKey) => ApiError::new(Code::InvalidSse, format!("Server-side encryption failed: {e}. Check sse_aws_kms_key_id.")),
+            (Access::Write, K::TooLarge) => ApiError::new(Code::ObjectRefused, format!("The volume refused the object: {e}.")),
+            (Access::Write, _) => inaccessible(),
         })
     }
 
@@ -79,9 +93,11 @@ impl JobError {
     /// fix; anything else may pass.
     fn local(e: std::io::Error) -> Self {
         let failure = crate::blob::volume::io_error(e);
-        match failure.code.as_str() {
-            "IoError" | "NoSuchKey" => JobError::Retryable(format!("local volume: {failure}")),
-            _ => JobError::from_s3(&failure),
+        match failure.kind {
+            VolumeErrorKind::Other | VolumeErrorKind::NotFound => {
+                JobError::Retryable(format!("local volume: {failure}"))
+            }
+            _ => JobError::from_volume(&failure, Access::Write),
         }
     }
 
@@ -751,7 +767,10 @@ async fn head(t: &Target<'_>) -> Result<Option<crate::blob::volume::ObjectInfo>,
         client: t.client.clone(),
         bucket: t.bucket.to_string(),
     };
-    backend.head(t.key).await.map_err(|e| JobError::from_s3(&e))
+    backend
+        .head(t.key)
+        .await
+        .map_err(|e| JobError::from_volume(&e, Access::Write))
 }
 
 /// Reads the object back: it must be ours, of the right size, and where S3 gives an MD5 (a

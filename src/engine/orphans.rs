@@ -9,8 +9,8 @@
 //! agree, and some S3-compatible servers report a fixed one.
 
 use super::copy::Target;
-use super::{JobCtx, JobError};
-use crate::blob::volume::{classify, VolumeError};
+use super::{Access, JobCtx, JobError};
+use crate::blob::volume::{classify, VolumeError, VolumeErrorKind};
 use aws_sdk_s3::Client;
 use std::collections::HashSet;
 
@@ -57,11 +57,11 @@ pub async fn record_intent(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<(), JobEr
         Ok(open) => open,
         // Without the right to list uploads, a crash in the next moment may leave one open,
         // as it would without this record; the copy itself does not need the listing.
-        Err(e) if !e.retryable => {
+        Err(e) if !e.is_retryable() => {
             tracing::debug!(export = %ctx.job.id, error = %e, "cannot list the open multipart uploads");
             return Ok(());
         }
-        Err(e) => return Err(JobError::from_s3(&e)),
+        Err(e) => return Err(JobError::from_volume(&e, Access::Write)),
     };
     let intent = format!("{INTENT}{}", open.join(" "));
     match ctx
@@ -103,11 +103,11 @@ pub async fn clean_earlier(
     let open = if recorded.starts_with(INTENT) {
         match open_uploads(client, bucket, key).await {
             Ok(open) => Some(open),
-            Err(e) if !e.retryable => {
+            Err(e) if !e.is_retryable() => {
                 tracing::warn!(export = %ctx.job.id, error = %e, "cannot list the open multipart uploads; an earlier attempt's may stay open");
                 None
             }
-            Err(e) => return Err(JobError::from_s3(&e)),
+            Err(e) => return Err(JobError::from_volume(&e, Access::Write)),
         }
     } else {
         None
@@ -124,9 +124,13 @@ pub async fn clean_earlier(
             Ok(_) => {
                 tracing::info!(export = %ctx.job.id, upload_id, "aborted the multipart upload of an earlier attempt")
             }
-            // Already completed or aborted.
-            Err(e) if e.status == Some(404) || e.code == "NoSuchUpload" => {}
-            Err(e) if e.retryable => return Err(JobError::from_s3(&e)),
+            // Already completed or aborted (or the bucket is gone).
+            Err(e)
+                if matches!(
+                    e.kind,
+                    VolumeErrorKind::NotFound | VolumeErrorKind::NoSuchBucket
+                ) => {}
+            Err(e) if e.is_retryable() => return Err(JobError::from_volume(&e, Access::Write)),
             Err(e) => {
                 tracing::warn!(export = %ctx.job.id, upload_id, error = %e, "could not abort the multipart upload of an earlier attempt")
             }
