@@ -204,7 +204,7 @@ impl Engine {
         }
         self.import_folder(
             job,
-            &backend,
+            &*backend,
             &object_key(&volume.service.prefix, &job.location),
             read_error,
         )
@@ -214,7 +214,7 @@ impl Engine {
     async fn import_folder(
         &self,
         job: &ImportRec,
-        backend: &VolumeBackend,
+        backend: &dyn VolumeBackend,
         folder_key: &str,
         read_error: impl Fn(crate::blob::volume::VolumeError) -> JobError,
     ) -> Result<(), JobError> {
@@ -264,7 +264,7 @@ impl Engine {
     async fn check_names(
         &self,
         job: &ImportRec,
-        backend: &VolumeBackend,
+        backend: &dyn VolumeBackend,
         folder_key: &str,
         read_error: &impl Fn(crate::blob::volume::VolumeError) -> JobError,
     ) -> Result<(), JobError> {

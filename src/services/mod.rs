@@ -6,12 +6,12 @@ pub mod files;
 pub mod projects;
 pub mod uploads;
 
-use crate::blob::volume::{VolumeBackend, VolumeClients};
+use crate::blob::volume::{OpenError, VolumeBackend, VolumeClients};
 use crate::blob::DynObjectStore;
 use crate::error::{ApiError, Code};
 use crate::secret_box::SecretBox;
 use crate::store::{DynStore, VolumeRec};
-use crate::volume::{ServiceKind, VolumePolicy};
+use crate::volume::VolumePolicy;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -33,21 +33,20 @@ pub struct Services {
 pub enum VolumeAccessError {
     /// The stored secret could not be unsealed (a server fault, never the user's).
     Secret(anyhow::Error),
-    /// The configured policy refuses a local volume's folder.
-    LocalRefused(&'static str),
-    /// The volume's service cannot be reached from this server (GCS).
-    Unreachable(&'static str),
+    /// The backend could not be opened: the policy refuses the volume's folder, or its kind
+    /// cannot be reached from this server (GCS).
+    Open(OpenError),
 }
 
 impl From<VolumeAccessError> for ApiError {
     fn from(e: VolumeAccessError) -> Self {
         match e {
             VolumeAccessError::Secret(e) => e.into(),
-            VolumeAccessError::LocalRefused(why) => ApiError::new(
+            VolumeAccessError::Open(OpenError::Refused(why)) => ApiError::new(
                 Code::LocationInaccessible,
                 format!("Location on volume is not accessible as configured: {why}."),
             ),
-            VolumeAccessError::Unreachable(why) => {
+            VolumeAccessError::Open(OpenError::Unreachable(why)) => {
                 ApiError::new(Code::InvalidService, format!("{why}."))
             }
         }
@@ -60,7 +59,7 @@ impl Services {
         &self,
         v: &VolumeRec,
         secret: Option<&str>,
-    ) -> Result<VolumeBackend, VolumeAccessError> {
+    ) -> Result<Arc<dyn VolumeBackend>, VolumeAccessError> {
         let unsealed;
         let secret = match secret {
             Some(s) => s,
@@ -73,10 +72,7 @@ impl Services {
             }
         };
         self.volume_clients
-            .backend(v, secret, &self.volume_policy)
-            .map_err(|why| match v.service.kind {
-                ServiceKind::Local => VolumeAccessError::LocalRefused(why),
-                _ => VolumeAccessError::Unreachable(why),
-            })
+            .open(v, secret, &self.volume_policy)
+            .map_err(VolumeAccessError::Open)
     }
 }
