@@ -7,6 +7,9 @@
 //! attempts opened. (Exports to one key run one at a time.) Uploads other writers had open
 //! before are never touched. S3's `Initiated` time is not used: it would need the two clocks to
 //! agree, and some S3-compatible servers report a fixed one.
+//!
+//! The copy lists the open uploads and reports them, and then the new id, through
+//! `CopyProgress`; the job's `JobCtx` records them, the intent in the form `intent` gives.
 
 use super::{Access, JobCtx, JobError};
 use crate::blob::volume::{VolumeBackend, VolumeErrorKind};

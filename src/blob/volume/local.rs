@@ -304,3 +304,106 @@ impl VolumeBackend for LocalVolume {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{LocalStore, ObjectStore};
+    use crate::volume::ServiceKind;
+    use std::sync::Mutex;
+    use tokio::sync::Semaphore;
+
+    /// Remembers what a copy reported.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<u64>>);
+
+    #[async_trait]
+    impl CopyProgress for Recorded {
+        async fn bytes_copied(&self, bytes: u64) -> Result<(), CopyError> {
+            self.0.lock().unwrap().push(bytes);
+            Ok(())
+        }
+        async fn upload_intent(&self, _open: &[String]) -> Result<(), CopyError> {
+            unreachable!("a local write opens no multipart upload")
+        }
+        async fn upload_started(&self, _upload_id: &str) -> Result<(), CopyError> {
+            unreachable!("a local write opens no multipart upload")
+        }
+        async fn upload_ended(&self) {}
+    }
+
+    fn body(bytes: &'static [u8]) -> ByteStream {
+        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(
+            bytes,
+        ))]))
+    }
+
+    #[tokio::test]
+    async fn copies_in_and_keeps_what_another_writer_left() {
+        let platform_dir = tempfile::tempdir().unwrap();
+        let platform = LocalStore::open(platform_dir.path()).await.unwrap();
+        platform.put("blobs/a", body(b"hello")).await.unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(folder.path()).unwrap();
+        let policy = VolumePolicy {
+            local_roots: vec![root.clone()],
+            ..Default::default()
+        };
+        let service = Service {
+            kind: ServiceKind::Local,
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            credential_id: String::new(),
+            root: root.display().to_string(),
+            properties: Map::new(),
+        };
+        let volume = LocalVolume::open(&service, &policy).unwrap();
+        let limits = crate::blob::volume::CopyLimits {
+            multipart_cutoff: 0,
+            part_size: 0,
+            part_parallelism: 1,
+            buffers: Semaphore::new(1),
+        };
+        let properties = Map::new();
+        let md5 = "5d41402abc4b2a76b9719d911017c592";
+        let request = |key, md5| CopyIn {
+            platform: &platform,
+            blob_key: "blobs/a",
+            size: 5,
+            md5: Some(md5),
+            crc32c: None,
+            key,
+            properties: &properties,
+            overwrite: false,
+            export_id: "e1",
+            limits: &limits,
+        };
+        let progress = Recorded::default();
+        volume
+            .copy_in(&request("d/x.txt", md5), &progress)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(root.join("d/x.txt")).unwrap(), b"hello");
+        assert_eq!(*progress.0.lock().unwrap(), [5]);
+        // The same bytes again: a retry of ours; done.
+        volume
+            .copy_in(&request("d/x.txt", md5), &progress)
+            .await
+            .unwrap();
+        // Other bytes at the key: left alone.
+        std::fs::write(root.join("other.txt"), b"HELLO").unwrap();
+        let taken = volume.copy_in(&request("other.txt", md5), &progress).await;
+        assert!(matches!(taken, Err(CopyError::Exists)), "{taken:?}");
+        // A blob that does not match its checksum is never published.
+        let corrupt = volume
+            .copy_in(
+                &request("y.txt", "00000000000000000000000000000000"),
+                &progress,
+            )
+            .await;
+        assert!(matches!(corrupt, Err(CopyError::Corrupt)), "{corrupt:?}");
+        assert!(volume.head("y.txt").await.unwrap().is_none());
+    }
+}

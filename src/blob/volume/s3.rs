@@ -370,3 +370,57 @@ impl VolumeBackend for S3Volume {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::copy_object::CopyObjectError;
+
+    fn service_error(code: Option<&str>, status: u16) -> VolumeError {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let err = SdkError::service_error(
+            CopyObjectError::generic(meta.build()),
+            HttpResponse::new(
+                status.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        );
+        classify(&err)
+    }
+
+    #[test]
+    fn service_errors_get_their_kind_once() {
+        use VolumeErrorKind as K;
+        for (code, status, kind) in [
+            (Some("PreconditionFailed"), 412, K::PreconditionFailed),
+            (None, 412, K::PreconditionFailed),
+            (Some("AccessDenied"), 403, K::AccessDenied),
+            (None, 403, K::AccessDenied),
+            (Some("SignatureDoesNotMatch"), 403, K::AccessDenied),
+            (Some("NoSuchBucket"), 404, K::NoSuchBucket),
+            (Some("NoSuchUpload"), 404, K::NotFound),
+            (None, 404, K::NotFound),
+            (Some("InvalidKMSKey"), 400, K::KmsKey),
+            (Some("EntityTooLarge"), 400, K::TooLarge),
+            (Some("InvalidArgument"), 400, K::InvalidArgument),
+            (Some("SlowDown"), 503, K::Throttled),
+            (Some("InternalError"), 500, K::Transient),
+            (Some("RequestTimeout"), 400, K::Transient),
+            (Some("AccessDenied"), 200, K::Transient),
+            (Some("MalformedXML"), 400, K::Other),
+        ] {
+            let e = service_error(code, status);
+            assert_eq!(e.kind, kind, "{code:?} {status}");
+            assert_eq!(e.status, Some(status));
+        }
+        assert_eq!(
+            service_error(None, 403).to_string(),
+            "AccessDenied (HTTP 403)"
+        );
+    }
+}
