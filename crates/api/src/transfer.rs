@@ -166,7 +166,7 @@ async fn alias_bytes(
     );
     state
         .volume_backend(&volume, None)?
-        .read_local(&key, range)
+        .read(&key, range)
         .await
         .map_err(|e| {
             ApiError::new(

@@ -13,7 +13,7 @@ use axum::routing::{get, patch};
 use axum::{Json, Router};
 use egress_core::util::{format_ms, now_ms};
 use egress_core::volume::{self, ServiceKind};
-use egress_storage::volume::{ObjectInfo, VolumeBackend, VolumeError};
+use egress_storage::volume::{ObjectInfo, VolumeBackend, VolumeError, VolumeErrorKind};
 use egress_store::{AccessMode, MemberKind, StoreError, User, VolumeRec};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ fn probe_error(code: Code, what: &str, e: VolumeError) -> ApiError {
 }
 
 /// Checks that the volume's bucket can be read, and written when the mode is RW.
-async fn probe(backend: &VolumeBackend, v: &VolumeRec) -> ApiResult<()> {
+async fn probe(backend: &dyn VolumeBackend, v: &VolumeRec) -> ApiResult<()> {
     backend
         .probe_read(&v.service.prefix)
         .await
@@ -182,7 +182,7 @@ async fn create(
     };
     if record.service.kind != ServiceKind::Gcs {
         let backend = state.volume_backend(&record, Some(&spec.secret))?;
-        probe(&backend, &record).await?;
+        probe(&*backend, &record).await?;
     }
     state
         .store
@@ -398,7 +398,7 @@ async fn update(
             Some(s) => s.clone(),
             None => state.secrets.open(&before.secret, &before.id)?,
         };
-        probe(&state.volume_backend(&v, Some(&secret))?, &v).await?;
+        probe(&*state.volume_backend(&v, Some(&secret))?, &v).await?;
     }
     if let Some(secret) = new_secret {
         v.secret = state.secrets.seal(&secret, &v.id);
@@ -470,7 +470,7 @@ async fn browsable(
     state: &AppState,
     user: &User,
     id: &str,
-) -> ApiResult<(VolumeRec, VolumeBackend)> {
+) -> ApiResult<(VolumeRec, Arc<dyn VolumeBackend>)> {
     let v = state.volume_for(user, id, Need::Read).await?;
     if !v.active {
         return Err(volume_inactive());
@@ -502,14 +502,35 @@ fn object_json(state: &AppState, v: &VolumeRec, info: &ObjectInfo) -> Value {
         "location": location,
         "volume": v.id,
         "type": v.service.kind.as_str(),
-        "metadata": info.metadata_json(),
+        "metadata": metadata_json(info),
     })
 }
 
+/// The `metadata` object of a VolumeObject.
+fn metadata_json(info: &ObjectInfo) -> Value {
+    let mut m = Map::new();
+    m.insert("size".into(), json!(info.size));
+    m.insert("etag".into(), json!(info.etag));
+    m.insert("content_type".into(), json!(info.content_type));
+    m.insert(
+        "last_modified".into(),
+        json!(info.last_modified.map(format_ms)),
+    );
+    m.insert("sse_algorithm".into(), json!(info.sse_algorithm));
+    m.insert("sse_aws_kms_key_id".into(), json!(info.kms_key_id));
+    m.insert("storage_class".into(), json!(info.storage_class));
+    for (k, v) in &info.user_metadata {
+        m.insert(format!("x-amz-meta-{k}"), json!(v));
+    }
+    Value::Object(m)
+}
+
 fn browse_error(e: VolumeError) -> ApiError {
-    match e.code.as_str() {
-        "InvalidArgument" => ApiError::new(Code::BadRequest, "Invalid continuation token."),
-        _ if e.retryable => ApiError::new(
+    match e.kind {
+        VolumeErrorKind::InvalidArgument => {
+            ApiError::new(Code::BadRequest, "Invalid continuation token.")
+        }
+        _ if e.is_retryable() => ApiError::new(
             Code::ServiceError,
             format!("There was an error communicating with the service: {e}."),
         ),

@@ -3,7 +3,7 @@
 //! a resumed attempt continues exactly where the previous one stopped.
 
 use super::stall::VolumeHold;
-use super::{api_error_json, keep_lease, Engine, JobError};
+use super::{api_error_json, keep_lease, Access, Engine, JobError};
 use egress_core::error::{Code, SbgError};
 use egress_core::names::{self, last_segment, NameError};
 use egress_core::util::now_ms;
@@ -184,13 +184,8 @@ impl Engine {
             .services
             .volume_backend(&volume, None)
             .map_err(|e| JobError::Terminal(e.into()))?;
-        let read_error = |e: egress_storage::volume::VolumeError| match JobError::from_s3(&e) {
-            JobError::Terminal(_) => JobError::Terminal(SbgError::new(
-                Code::LocationInaccessible,
-                format!("Location on volume is not accessible as configured: {e}."),
-            )),
-            other => other,
-        };
+        let read_error =
+            |e: egress_storage::volume::VolumeError| JobError::from_volume(&e, Access::Read);
         if !job.is_folder() {
             let key = object_key(&volume.service.prefix, &job.location);
             let info = backend
@@ -215,7 +210,7 @@ impl Engine {
         }
         self.import_folder(
             job,
-            &backend,
+            &*backend,
             &object_key(&volume.service.prefix, &job.location),
             read_error,
         )
@@ -225,7 +220,7 @@ impl Engine {
     async fn import_folder(
         &self,
         job: &ImportRec,
-        backend: &VolumeBackend,
+        backend: &dyn VolumeBackend,
         folder_key: &str,
         read_error: impl Fn(egress_storage::volume::VolumeError) -> JobError,
     ) -> Result<(), JobError> {
@@ -275,7 +270,7 @@ impl Engine {
     async fn check_names(
         &self,
         job: &ImportRec,
-        backend: &VolumeBackend,
+        backend: &dyn VolumeBackend,
         folder_key: &str,
         read_error: &impl Fn(egress_storage::volume::VolumeError) -> JobError,
     ) -> Result<(), JobError> {

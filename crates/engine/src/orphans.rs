@@ -7,73 +7,21 @@
 //! attempts opened. (Exports to one key run one at a time.) Uploads other writers had open
 //! before are never touched. S3's `Initiated` time is not used: it would need the two clocks to
 //! agree, and some S3-compatible servers report a fixed one.
+//!
+//! The copy lists the open uploads and reports them, and then the new id, through
+//! `CopyProgress`; the job's `JobCtx` records them, the intent in the form `intent` gives.
 
-use super::copy::Target;
-use super::{JobCtx, JobError};
-use aws_sdk_s3::Client;
-use egress_storage::volume::{classify, VolumeError};
+use super::{Access, JobCtx, JobError};
+use egress_storage::volume::{VolumeBackend, VolumeErrorKind};
 use std::collections::HashSet;
 
 /// How a recorded intent starts; the ids of the uploads open before follow, space-separated.
 const INTENT: &str = "intent:";
 
-/// The ids of the multipart uploads open on exactly `key`.
-async fn open_uploads(
-    client: &Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Vec<String>, VolumeError> {
-    let mut ids = Vec::new();
-    let (mut key_marker, mut id_marker) = (None, None);
-    loop {
-        let page = client
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .prefix(key)
-            .set_key_marker(key_marker)
-            .set_upload_id_marker(id_marker)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        ids.extend(
-            page.uploads()
-                .iter()
-                .filter(|u| u.key() == Some(key))
-                .filter_map(|u| u.upload_id().map(str::to_string)),
-        );
-        key_marker = page.next_key_marker().map(str::to_string);
-        id_marker = page.next_upload_id_marker().map(str::to_string);
-        // Keys sort after `key` once the listing has passed it.
-        let past = key_marker.as_deref().is_some_and(|k| k > key);
-        if page.is_truncated() != Some(true) || key_marker.is_none() || past {
-            return Ok(ids);
-        }
-    }
-}
-
-/// Records, before a multipart upload is created on `t.key`, which uploads were open there.
-pub async fn record_intent(ctx: &JobCtx<'_>, t: &Target<'_>) -> Result<(), JobError> {
-    let open = match open_uploads(t.client, t.bucket, t.key).await {
-        Ok(open) => open,
-        // Without the right to list uploads, a crash in the next moment may leave one open,
-        // as it would without this record; the copy itself does not need the listing.
-        Err(e) if !e.retryable => {
-            tracing::debug!(export = %ctx.job.id, error = %e, "cannot list the open multipart uploads");
-            return Ok(());
-        }
-        Err(e) => return Err(JobError::from_s3(&e)),
-    };
-    let intent = format!("{INTENT}{}", open.join(" "));
-    match ctx
-        .services
-        .store
-        .set_export_upload(&ctx.job.id, ctx.job.attempt, Some(&intent))
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(JobError::LeaseLost),
-        Err(e) => Err(JobError::internal(e)),
-    }
+/// What an attempt records on the job before it creates a multipart upload on its key: the
+/// uploads open there now.
+pub fn intent(open: &[String]) -> String {
+    format!("{INTENT}{}", open.join(" "))
 }
 
 /// The uploads to abort, given what an earlier attempt recorded and what is open now.
@@ -95,38 +43,34 @@ fn doomed(recorded: &str, open: Option<Vec<String>>) -> Vec<String> {
 /// for the next attempt and fails this one.
 pub async fn clean_earlier(
     ctx: &JobCtx<'_>,
-    client: &Client,
-    bucket: &str,
+    volume: &dyn VolumeBackend,
     recorded: &str,
 ) -> Result<(), JobError> {
     let key = ctx.job.object_key.as_str();
     let open = if recorded.starts_with(INTENT) {
-        match open_uploads(client, bucket, key).await {
+        match volume.open_uploads(key).await {
             Ok(open) => Some(open),
-            Err(e) if !e.retryable => {
+            Err(e) if !e.is_retryable() => {
                 tracing::warn!(export = %ctx.job.id, error = %e, "cannot list the open multipart uploads; an earlier attempt's may stay open");
                 None
             }
-            Err(e) => return Err(JobError::from_s3(&e)),
+            Err(e) => return Err(JobError::from_volume(&e, Access::Write)),
         }
     } else {
         None
     };
     for upload_id in doomed(recorded, open) {
-        let aborted = client
-            .abort_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .send()
-            .await;
-        match aborted.map_err(|e| classify(&e)) {
+        match volume.abort_upload(key, &upload_id).await {
             Ok(_) => {
                 tracing::info!(export = %ctx.job.id, upload_id, "aborted the multipart upload of an earlier attempt")
             }
-            // Already completed or aborted.
-            Err(e) if e.status == Some(404) || e.code == "NoSuchUpload" => {}
-            Err(e) if e.retryable => return Err(JobError::from_s3(&e)),
+            // Already completed or aborted (or the bucket is gone).
+            Err(e)
+                if matches!(
+                    e.kind,
+                    VolumeErrorKind::NotFound | VolumeErrorKind::NoSuchBucket
+                ) => {}
+            Err(e) if e.is_retryable() => return Err(JobError::from_volume(&e, Access::Write)),
             Err(e) => {
                 tracing::warn!(export = %ctx.job.id, upload_id, error = %e, "could not abort the multipart upload of an earlier attempt")
             }

@@ -2,9 +2,9 @@
 //! copy stopped moving, and a count of the jobs each volume runs in this process, so that the
 //! dispatcher can cap it and keep workers for every other volume.
 
-use super::{ClaimedVolume, JobError};
+use super::JobError;
 use egress_storage::activity::Activity;
-use egress_storage::volume::{classify, VolumeBackend};
+use egress_storage::volume::VolumeBackend;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,21 +41,10 @@ pub fn stalled(limit: Duration) -> JobError {
 /// Aborts the multipart upload an abandoned attempt left open. It runs in the background: the
 /// volume may still be stalled, no worker should wait on it, and its own timeouts bound it. If
 /// it fails, the job's next attempt finds the upload and aborts it.
-pub(super) fn abort_abandoned(volume: Arc<ClaimedVolume>, key: String, upload_id: String) {
-    let Ok(VolumeBackend::S3 { client, bucket }) = &volume.backend else {
-        return;
-    };
-    let (client, bucket) = (client.clone(), bucket.clone());
+pub(super) fn abort_abandoned(volume: Arc<dyn VolumeBackend>, key: String, upload_id: String) {
     tokio::spawn(async move {
-        let aborted = client
-            .abort_multipart_upload()
-            .bucket(&bucket)
-            .key(&key)
-            .upload_id(&upload_id)
-            .send()
-            .await;
-        if let Err(e) = aborted {
-            tracing::warn!(key, error = %classify(&e), "could not abort the multipart upload of an abandoned attempt");
+        if let Err(e) = volume.abort_upload(&key, &upload_id).await {
+            tracing::warn!(key, error = %e, "could not abort the multipart upload of an abandoned attempt");
         }
     });
 }

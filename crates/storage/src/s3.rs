@@ -449,7 +449,7 @@ mod tests {
             .unwrap_err();
         let classified = crate::volume::classify(&err);
         assert_eq!(classified.code, "Timeout", "{err:?}");
-        assert!(classified.retryable);
+        assert!(classified.is_retryable());
         // The SDK's own retries (3 attempts) each wait 200 ms; nowhere near a hang.
         assert!(started.elapsed() < Duration::from_secs(30));
         silent.abort();
@@ -517,7 +517,11 @@ mod tests {
                 ),
             );
             let classified = crate::volume::classify(&err);
-            assert_eq!(classified.retryable, status == 200, "{code:?} {status}");
+            assert_eq!(
+                classified.is_retryable(),
+                status == 200,
+                "{code:?} {status}"
+            );
         }
     }
 

@@ -1,26 +1,83 @@
-//! Volume backends: the user's S3 bucket (any S3-compatible endpoint), or a local folder.
-//! Keys here are full object keys (prefix included); callers build them with `volume::object_key`.
+//! Volumes: the user's buckets and folders that exports write to and imports read from. Each
+//! kind of volume is one `VolumeBackend` (S3 in `s3`, local folders in `local`);
+//! `VolumeClients::open` is the one place that picks the backend for a volume record. Keys here
+//! are full object keys (prefix included); callers build them with `volume::object_key`.
 
-use super::local_root::{self, Entry, LocalRoot};
-use super::s3::build_client;
-use aws_sdk_s3::config::Credentials;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream as SdkBody;
-use aws_sdk_s3::Client;
-use egress_core::volume::{Service, ServiceKind, VolumePolicy};
+mod local;
+mod s3;
+
+pub use s3::classify;
+
+use super::{ByteRange, ByteStream, ObjectStore};
+use crate::activity::Activity;
+use async_trait::async_trait;
+use egress_core::volume::{ServiceKind, VolumePolicy};
 use egress_store::VolumeRec;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// A failed call to a volume, classified so callers can decide: retry, or tell the user.
+/// User metadata key of the stamp every exported object carries (`x-amz-meta-egress-export-id`):
+/// the id of the export that wrote it.
+pub const STAMP: &str = "egress-export-id";
+
+/// A failed call to a volume, classified once where it happened, so callers decide by kind:
+/// retry, or tell the user what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeError {
-    /// The S3 error code (`AccessDenied`, `NoSuchBucket`…) or a transport description.
+    pub kind: VolumeErrorKind,
+    /// The S3 error code (`AccessDenied`, `NoSuchBucket`…) or a short description, for messages.
     pub code: String,
     pub status: Option<u16>,
-    pub retryable: bool,
+}
+
+/// What went wrong, as far as a caller needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeErrorKind {
+    /// Nothing is at the key, or the upload is gone (a 404).
+    NotFound,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// The credentials, the bucket policy or the file system refuse the call.
+    AccessDenied,
+    /// The object's KMS key cannot be used.
+    KmsKey,
+    /// The volume refuses an object this large.
+    TooLarge,
+    /// A conditional write met an existing object (`If-None-Match: *`).
+    PreconditionFailed,
+    /// The volume refused an argument, such as a continuation token.
+    InvalidArgument,
+    /// The key cannot name anything this volume serves (outside a local root, a special file).
+    InvalidKey,
+    /// The volume asks us to slow down.
+    Throttled,
+    /// A timeout, a dropped connection, a 5xx, an error inside a 200: worth another attempt.
+    Transient,
+    /// This volume does not offer the call.
+    Unsupported,
+    /// Anything else; the user must fix something.
+    Other,
+}
+
+impl VolumeError {
+    pub fn new(kind: VolumeErrorKind, code: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            status: None,
+        }
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            VolumeErrorKind::Throttled | VolumeErrorKind::Transient
+        )
+    }
 }
 
 impl std::fmt::Display for VolumeError {
@@ -33,91 +90,6 @@ impl std::fmt::Display for VolumeError {
 }
 
 impl std::error::Error for VolumeError {}
-
-const RETRYABLE_CODES: &[&str] = &[
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeTooSkewed",
-];
-
-/// Classifies an SDK error: timeouts, transport failures, 5xx and throttling are retryable;
-/// everything the user must fix (access, missing bucket, bad key…) is not.
-pub fn classify<E: ProvideErrorMetadata>(
-    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> VolumeError {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    match err {
-        SdkError::TimeoutError(_) => VolumeError {
-            code: "Timeout".into(),
-            status,
-            retryable: true,
-        },
-        // A connect or first-byte timeout comes from the connector.
-        SdkError::DispatchFailure(f) if f.is_timeout() => VolumeError {
-            code: "Timeout".into(),
-            status,
-            retryable: true,
-        },
-        SdkError::DispatchFailure(_) => VolumeError {
-            code: "ConnectionFailed".into(),
-            status,
-            retryable: true,
-        },
-        SdkError::ResponseError(_) => VolumeError {
-            code: "BadResponse".into(),
-            status,
-            retryable: true,
-        },
-        SdkError::ConstructionFailure(_) => VolumeError {
-            code: "InvalidRequest".into(),
-            status,
-            retryable: false,
-        },
-        _ => {
-            let code = err
-                .code()
-                .map(str::to_string)
-                .unwrap_or_else(|| match status {
-                    Some(404) => "NotFound".into(),
-                    Some(403) => "AccessDenied".into(),
-                    Some(s) => format!("HTTP{s}"),
-                    None => "Unknown".into(),
-                });
-            // S3 documents that CopyObject, UploadPartCopy and CompleteMultipartUpload may
-            // answer 200 and put an error in the body once the work is under way; whether or
-            // not it took effect, the call is safe to repeat.
-            let in_200 = status.is_some_and(|s| (200..300).contains(&s));
-            let retryable = in_200
-                || status.is_some_and(|s| s >= 500)
-                || RETRYABLE_CODES.contains(&code.as_str());
-            VolumeError {
-                code,
-                status,
-                retryable,
-            }
-        }
-    }
-}
-
-pub fn io_error(e: std::io::Error) -> VolumeError {
-    let code = match e.kind() {
-        _ if local_root::is_escape(&e) => "OutsideRoot",
-        std::io::ErrorKind::NotFound => "NoSuchKey",
-        std::io::ErrorKind::PermissionDenied => "AccessDenied",
-        std::io::ErrorKind::Unsupported => "NotARegularFile",
-        std::io::ErrorKind::InvalidInput => "InvalidKey",
-        _ => "IoError",
-    };
-    VolumeError {
-        code: code.into(),
-        status: None,
-        retryable: false,
-    }
-}
 
 /// What a volume says about one object.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,36 +120,12 @@ impl ObjectInfo {
         }
     }
 
-    /// The `metadata` object of a VolumeObject.
-    pub fn metadata_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("size".into(), json!(self.size));
-        m.insert("etag".into(), json!(self.etag));
-        m.insert("content_type".into(), json!(self.content_type));
-        m.insert(
-            "last_modified".into(),
-            json!(self.last_modified.map(egress_core::util::format_ms)),
-        );
-        m.insert("sse_algorithm".into(), json!(self.sse_algorithm));
-        m.insert("sse_aws_kms_key_id".into(), json!(self.kms_key_id));
-        m.insert("storage_class".into(), json!(self.storage_class));
-        for (k, v) in &self.user_metadata {
-            m.insert(format!("x-amz-meta-{k}"), json!(v));
-        }
-        Value::Object(m)
+    /// Whether the export `export_id` wrote this object (its stamp says so).
+    pub fn stamped_by(&self, export_id: &str) -> bool {
+        self.user_metadata
+            .get(STAMP)
+            .is_some_and(|s| s == export_id)
     }
-}
-
-/// What a listing says about an object.
-fn listed(o: &aws_sdk_s3::types::Object) -> ObjectInfo {
-    let mut info = ObjectInfo::new(
-        o.key().unwrap_or_default().to_string(),
-        o.size().unwrap_or(0),
-    );
-    info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
-    info.last_modified = o.last_modified().and_then(|t| t.to_millis().ok());
-    info.storage_class = o.storage_class().map(|c| c.as_str().to_string());
-    info
 }
 
 /// One page of a delimited listing.
@@ -189,405 +137,227 @@ pub struct Listing {
     pub next_token: Option<String>,
 }
 
-pub enum VolumeBackend {
-    S3 { client: Client, bucket: String },
-    Local { root: LocalRoot },
-}
-
-/// Runs a local volume's file-system call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, VolumeError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(io_error),
-        Err(e) => Err(io_error(std::io::Error::other(e))),
-    }
-}
-
-/// Per-volume S3 clients, built once and reused until the endpoint, region or credentials change.
-#[derive(Default)]
-pub struct VolumeClients {
-    clients: Mutex<HashMap<String, (u64, Client)>>,
-}
-
-impl VolumeClients {
-    /// The backend of a volume, or why it cannot be reached. A local volume's root is checked
-    /// against the policy at every use, not only when the volume was made.
-    pub fn backend(
-        &self,
-        volume: &VolumeRec,
-        secret: &str,
-        policy: &VolumePolicy,
-    ) -> Result<VolumeBackend, &'static str> {
-        let service = &volume.service;
-        match service.kind {
-            ServiceKind::Gcs => {
-                Err("GCS volumes are stored but cannot be reached from this server")
-            }
-            ServiceKind::Local => match local_root::resolve(&service.root, policy) {
-                // Resolving again must land on the same folder: a symlink planted on the way
-                // since the volume was made does not move it.
-                Ok(root) if root.path() == std::path::Path::new(&service.root) => {
-                    Ok(VolumeBackend::Local { root })
-                }
-                Ok(_) => Err("the local volume's folder has moved; it is no longer served"),
-                Err(why) => Err(why),
-            },
-            ServiceKind::S3 => Ok(VolumeBackend::S3 {
-                client: self.client(&volume.id, service, secret),
-                bucket: service.bucket.clone(),
-            }),
-        }
-    }
-
-    fn client(&self, volume_id: &str, service: &Service, secret: &str) -> Client {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (
-            &service.endpoint,
-            &service.region,
-            &service.credential_id,
-            secret,
-        )
-            .hash(&mut hasher);
-        let fingerprint = hasher.finish();
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((fp, client)) = clients.get(volume_id) {
-            if *fp == fingerprint {
-                return client.clone();
-            }
-        }
-        let credentials = Credentials::new(&service.credential_id, secret, None, None, "volume");
-        let client = build_client(Some(&service.endpoint), &service.region, credentials);
-        clients.insert(volume_id.to_string(), (fingerprint, client.clone()));
-        client
-    }
-
-    /// Drops a deleted volume's client.
-    pub fn forget(&self, volume_id: &str) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(volume_id);
-    }
-}
-
-impl VolumeBackend {
+/// One kind of volume. Every call classifies its own failures (`VolumeError`).
+#[async_trait]
+pub trait VolumeBackend: Send + Sync {
     /// Can we list under `prefix`? (Read access, and the bucket exists.)
-    pub async fn probe_read(&self, prefix: &str) -> Result<(), VolumeError> {
-        match self {
-            VolumeBackend::S3 { client, bucket } => {
-                client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .max_keys(1)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                Ok(())
-            }
-            VolumeBackend::Local { root } => {
-                let root = root.clone();
-                blocking(move || root.check()).await
-            }
-        }
-    }
+    async fn probe_read(&self, prefix: &str) -> Result<(), VolumeError>;
 
-    /// Can we write under `prefix`? Writes and deletes a small probe object, with the volume's
+    /// Can we write under `prefix`? Writes and removes a small probe object, with the volume's
     /// default encryption (bucket policies may demand it).
-    pub async fn probe_write(
+    async fn probe_write(
         &self,
         prefix: &str,
         properties: &Map<String, Value>,
-    ) -> Result<(), VolumeError> {
-        let key = egress_core::volume::object_key(
-            prefix,
-            &format!(".egress-write-probe-{}", egress_core::util::random_hex(8)),
-        );
-        match self {
-            VolumeBackend::S3 { client, bucket } => {
-                let effective = egress_core::volume::effective_properties(properties, &Map::new());
-                let mut put = client
-                    .put_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .body(SdkBody::from_static(b"egress"));
-                match effective["sse_algorithm"].as_str() {
-                    Some("aws:kms") => {
-                        put = put.server_side_encryption("aws:kms".into());
-                        if let Some(k) = effective["sse_aws_kms_key_id"].as_str() {
-                            put = put.ssekms_key_id(k);
-                        }
-                    }
-                    Some(alg) => put = put.server_side_encryption(alg.into()),
-                    None => {}
-                }
-                put.send().await.map_err(|e| classify(&e))?;
-                if let Err(e) = client.delete_object().bucket(bucket).key(&key).send().await {
-                    tracing::warn!(error = %classify(&e), "could not delete the write probe");
-                }
-                Ok(())
-            }
-            VolumeBackend::Local { root } => {
-                let root = root.clone();
-                blocking(move || {
-                    use std::io::Write;
-                    let (mut file, probe) = root.create_temp(&key)?;
-                    let written = file.write_all(b"egress");
-                    probe.discard();
-                    written
-                })
-                .await
-            }
-        }
-    }
+    ) -> Result<(), VolumeError>;
 
-    /// Lists objects and sub-folders directly under `prefix` (delimiter `/`).
-    pub async fn list(
+    /// One page of the objects and sub-folders directly under `prefix` (delimiter `/`).
+    async fn list(
         &self,
         prefix: &str,
         token: Option<&str>,
         limit: i32,
-    ) -> Result<Listing, VolumeError> {
-        match self {
-            VolumeBackend::S3 { client, bucket } => {
-                let out = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .delimiter("/")
-                    .max_keys(limit)
-                    .set_continuation_token(token.map(str::to_string))
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                let objects = out.contents().iter().map(listed).collect();
-                let prefixes = out
-                    .common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(str::to_string))
-                    .collect();
-                let next_token = if out.is_truncated() == Some(true) {
-                    out.next_continuation_token().map(str::to_string)
-                } else {
-                    None
-                };
-                Ok(Listing {
-                    objects,
-                    prefixes,
-                    next_token,
-                })
-            }
-            VolumeBackend::Local { root } => list_local(root, prefix, token, limit as usize).await,
-        }
-    }
+    ) -> Result<Listing, VolumeError>;
 
-    /// Every object under `prefix` (no delimiter), in key order after `start_after`; the
-    /// flag says whether more follow.
-    pub async fn list_recursive(
+    /// Every object under `prefix` (no delimiter), in key order after `start_after`; the flag
+    /// says whether more follow.
+    async fn list_recursive(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: i32,
-    ) -> Result<(Vec<ObjectInfo>, bool), VolumeError> {
-        match self {
-            VolumeBackend::S3 { client, bucket } => {
-                let out = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .max_keys(limit)
-                    .set_start_after(start_after.map(str::to_string))
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                let objects = out.contents().iter().map(listed).collect();
-                Ok((objects, out.is_truncated() == Some(true)))
-            }
-            VolumeBackend::Local { root } => {
-                let (root, prefix) = (root.clone(), prefix.to_string());
-                let start_after = start_after.map(str::to_string);
-                let mut keys = blocking(move || {
-                    let mut keys = Vec::new();
-                    let mut stack = vec![String::new()];
-                    while let Some(dir) = stack.pop() {
-                        for (name, entry) in root.read_dir(&dir)?.unwrap_or_default() {
-                            let key = egress_core::volume::object_key(&dir, &name);
-                            match entry {
-                                Entry::Folder => stack.push(key),
-                                Entry::File { .. } if name.starts_with(".egress-") => {}
-                                Entry::File { .. }
-                                    if !key.starts_with(&prefix)
-                                        || start_after.as_ref().is_some_and(|s| &key <= s) => {}
-                                Entry::File { size, modified_ms } => {
-                                    let mut info = ObjectInfo::new(key, size as i64);
-                                    info.last_modified = modified_ms;
-                                    keys.push(info);
-                                }
-                            }
-                        }
-                    }
-                    Ok(keys)
-                })
-                .await?;
-                keys.sort_by(|a, b| a.key.cmp(&b.key));
-                let more = keys.len() > limit as usize;
-                keys.truncate(limit as usize);
-                Ok((keys, more))
-            }
-        }
-    }
-
-    /// A presigned GET of `key` for S3; `None` for backends Egress serves itself.
-    pub async fn presigned_get(
-        &self,
-        key: &str,
-        ttl: std::time::Duration,
-    ) -> Result<Option<String>, VolumeError> {
-        match self {
-            VolumeBackend::S3 { client, bucket } => {
-                let config =
-                    aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(|_| {
-                        VolumeError {
-                            code: "InvalidExpiry".into(),
-                            status: None,
-                            retryable: false,
-                        }
-                    })?;
-                let request = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .presigned(config)
-                    .await
-                    .map_err(|e| classify(&e))?;
-                Ok(Some(request.uri().to_string()))
-            }
-            VolumeBackend::Local { .. } => Ok(None),
-        }
-    }
-
-    /// Reads a local volume's object (S3 objects are read through presigned URLs).
-    pub async fn read_local(
-        &self,
-        key: &str,
-        range: Option<super::ByteRange>,
-    ) -> Result<super::ByteStream, VolumeError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let VolumeBackend::Local { root } = self else {
-            return Err(VolumeError {
-                code: "NotLocal".into(),
-                status: None,
-                retryable: false,
-            });
-        };
-        let (root, key) = (root.clone(), key.to_string());
-        let mut file = tokio::fs::File::from_std(blocking(move || root.open_file(&key)).await?);
-        Ok(match range {
-            None => Box::pin(tokio_util::io::ReaderStream::new(file)),
-            Some(r) => {
-                file.seek(std::io::SeekFrom::Start(r.start))
-                    .await
-                    .map_err(io_error)?;
-                Box::pin(tokio_util::io::ReaderStream::new(file.take(r.length())))
-            }
-        })
-    }
+    ) -> Result<(Vec<ObjectInfo>, bool), VolumeError>;
 
     /// Facts about one object, or `None` when it does not exist.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, VolumeError> {
-        match self {
-            VolumeBackend::S3 { client, bucket } => {
-                match client.head_object().bucket(bucket).key(key).send().await {
-                    Ok(o) => {
-                        let mut info =
-                            ObjectInfo::new(key.to_string(), o.content_length().unwrap_or(0));
-                        info.etag = o.e_tag().map(|e| e.trim_matches('"').to_string());
-                        info.last_modified = o.last_modified().and_then(|t| t.to_millis().ok());
-                        info.content_type = o.content_type().map(str::to_string);
-                        info.sse_algorithm =
-                            o.server_side_encryption().map(|s| s.as_str().to_string());
-                        info.kms_key_id = o.ssekms_key_id().map(str::to_string);
-                        info.storage_class = o.storage_class().map(|c| c.as_str().to_string());
-                        info.user_metadata = o.metadata().cloned().unwrap_or_default();
-                        Ok(Some(info))
-                    }
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-                    Err(e) => {
-                        let failure = classify(&e);
-                        if failure.status == Some(404) {
-                            Ok(None)
-                        } else {
-                            Err(failure)
-                        }
-                    }
-                }
-            }
-            VolumeBackend::Local { root } => {
-                let (root, owned_key) = (root.clone(), key.to_string());
-                match blocking(move || root.stat(&owned_key)).await? {
-                    Some(Entry::File { size, modified_ms }) => {
-                        let mut info = ObjectInfo::new(key.to_string(), size as i64);
-                        info.last_modified = modified_ms;
-                        Ok(Some(info))
-                    }
-                    Some(Entry::Folder) | None => Ok(None),
-                }
-            }
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, VolumeError>;
+
+    /// A URL that reads `key` without Egress for `ttl`; `None` for volumes Egress serves itself.
+    async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, VolumeError>;
+
+    /// Reads `key`, or one inclusive range of it, for volumes Egress serves itself.
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, VolumeError>;
+
+    /// Copies a platform blob to `req.key` and makes sure what arrived is the blob, written by
+    /// this export. Progress and the multipart uploads it opens are reported to `progress`.
+    async fn copy_in(&self, req: &CopyIn<'_>, progress: &dyn CopyProgress)
+        -> Result<(), CopyError>;
+
+    /// Whether a copy moves the calling job's `Activity` as it goes, so that a stalled copy can
+    /// be told from a slow one. A volume that reports nothing until a copy is done is not
+    /// watched for stalls.
+    fn reports_activity(&self) -> bool {
+        false
+    }
+
+    /// The multipart uploads open on exactly `key`; none where the volume has no such thing.
+    async fn open_uploads(&self, _key: &str) -> Result<Vec<String>, VolumeError> {
+        Ok(Vec::new())
+    }
+
+    /// Aborts a multipart upload on `key`.
+    async fn abort_upload(&self, _key: &str, _upload_id: &str) -> Result<(), VolumeError> {
+        Ok(())
+    }
+}
+
+/// A platform blob to copy into a volume.
+pub struct CopyIn<'a> {
+    pub platform: &'a dyn ObjectStore,
+    pub blob_key: &'a str,
+    pub size: u64,
+    /// The file's recorded checksums: MD5 in hex, CRC32C in base64.
+    pub md5: Option<&'a str>,
+    pub crc32c: Option<&'a str>,
+    /// Where the object goes on the volume (the full key).
+    pub key: &'a str,
+    /// The export's effective properties (SSE, KMS key, ACL, storage class).
+    pub properties: &'a Map<String, Value>,
+    /// With `false`, an object already at `key` is left alone (`CopyError::Exists`), unless it
+    /// is this export's own from an earlier attempt.
+    pub overwrite: bool,
+    /// The export's id, stamped on the object (`STAMP`).
+    pub export_id: &'a str,
+    pub limits: &'a CopyLimits,
+}
+
+/// How copies may use the volume and memory; one set is shared by all of a process's copies.
+pub struct CopyLimits {
+    /// Objects up to this size are copied server-side in one request.
+    pub multipart_cutoff: u64,
+    /// The part size wanted for multipart copies (raised for objects of over 10,000 parts).
+    pub part_size: u64,
+    /// Parts of one copy in flight at once.
+    pub part_parallelism: usize,
+    /// Part buffers of the memory budget, shared by all streamed copies.
+    pub buffers: Semaphore,
+}
+
+impl CopyLimits {
+    /// Holds room for one part buffer of the memory budget.
+    async fn part_buffer(&self) -> Option<SemaphorePermit<'_>> {
+        // Waiting for memory is no stall of the volume.
+        let _busy = Activity::current().map(|a| a.busy());
+        self.buffers.acquire().await.ok()
+    }
+}
+
+/// What a copy tells its caller as it goes, and the caller's answer: an error stops the copy.
+/// Called per part or per object, never per chunk of bytes.
+#[async_trait]
+pub trait CopyProgress: Send + Sync {
+    /// `bytes` more reached the volume.
+    async fn bytes_copied(&self, bytes: u64) -> Result<(), CopyError>;
+
+    /// A multipart upload is about to be created on the key; `open` names the uploads already
+    /// open there (other writers', or an earlier attempt's).
+    async fn upload_intent(&self, open: &[String]) -> Result<(), CopyError>;
+
+    /// A multipart upload was created. On an error the copy aborts it and stops.
+    async fn upload_started(&self, upload_id: &str) -> Result<(), CopyError>;
+
+    /// The multipart upload was completed or aborted.
+    async fn upload_ended(&self);
+}
+
+/// Why a copy into a volume did not complete.
+#[derive(Debug)]
+pub enum CopyError {
+    /// A call to the volume failed.
+    Volume(VolumeError),
+    /// `overwrite=false`, and an object that is not this export's holds the key.
+    Exists,
+    /// Platform storage could not be read.
+    Platform(String),
+    /// The platform's bytes do not match the file's recorded checksum.
+    Corrupt,
+    /// The object read back is not the one written; says how.
+    Unverified(&'static str),
+    /// Worth another attempt: the object is not visible yet, a helper task failed, or the
+    /// caller's bookkeeping failed.
+    Retry(String),
+    /// The caller no longer wants the copy (its job is owned elsewhere now).
+    Cancelled,
+}
+
+impl CopyError {
+    fn platform(e: anyhow::Error) -> Self {
+        CopyError::Platform(format!("{e:#}"))
+    }
+}
+
+impl From<VolumeError> for CopyError {
+    /// A conditional write that met an object is the `Exists` outcome.
+    fn from(e: VolumeError) -> Self {
+        match e.kind {
+            VolumeErrorKind::PreconditionFailed => CopyError::Exists,
+            _ => CopyError::Volume(e),
         }
     }
 }
 
-/// A delimited listing of a local folder, in key order, paged by the last key returned.
-async fn list_local(
-    root: &LocalRoot,
-    prefix: &str,
-    token: Option<&str>,
-    limit: usize,
-) -> Result<Listing, VolumeError> {
-    let (dir_key, name_prefix) = match prefix.rfind('/') {
-        Some(i) => (prefix[..i].to_string(), prefix[i + 1..].to_string()),
-        None => (String::new(), prefix.to_string()),
-    };
-    let entries = {
-        let (root, dir_key) = (root.clone(), dir_key.clone());
-        blocking(move || root.read_dir(&dir_key)).await?
-    };
-    let mut found: Vec<(String, Option<ObjectInfo>)> = Vec::new();
-    for (name, entry) in entries.unwrap_or_default() {
-        if !name.starts_with(&name_prefix) || name.starts_with(".egress-") {
-            continue;
-        }
-        let key = egress_core::volume::object_key(&dir_key, &name);
-        match entry {
-            Entry::Folder => found.push((format!("{key}/"), None)),
-            Entry::File { size, modified_ms } => {
-                let mut info = ObjectInfo::new(key.clone(), size as i64);
-                info.last_modified = modified_ms;
-                found.push((key, Some(info)));
+/// Runs CPU-bound or blocking work (hashing a part, file-system calls) on the blocking pool: the
+/// background runtime has one thread, and hashing many MiB on it would hold up every other job.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CopyError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CopyError::Retry(format!("hashing failed: {e}")))
+}
+
+/// A fresh key for a write probe under `prefix`.
+fn probe_key(prefix: &str) -> String {
+    egress_core::volume::object_key(
+        prefix,
+        &format!(".egress-write-probe-{}", egress_core::util::random_hex(8)),
+    )
+}
+
+/// Why a volume's backend could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    /// The server's policy refuses the volume's location (a local folder outside the declared
+    /// roots, or one that moved).
+    Refused(&'static str),
+    /// This server cannot reach volumes of this kind.
+    Unreachable(&'static str),
+}
+
+/// Opens volumes' backends, keeping what is worth reusing between calls (S3 clients).
+#[derive(Default)]
+pub struct VolumeClients {
+    s3: s3::Clients,
+}
+
+impl VolumeClients {
+    /// The backend of a volume, given its unsealed secret: the one place that picks the
+    /// implementation for a kind of volume. A local volume's folder is checked against the
+    /// policy at every use, not only when the volume was made.
+    pub fn open(
+        &self,
+        volume: &VolumeRec,
+        secret: &str,
+        policy: &VolumePolicy,
+    ) -> Result<Arc<dyn VolumeBackend>, OpenError> {
+        let service = &volume.service;
+        Ok(match service.kind {
+            ServiceKind::S3 => {
+                let client = self.s3.client(&volume.id, service, secret);
+                Arc::new(s3::S3Volume::new(client, service))
             }
-        }
+            ServiceKind::Local => {
+                Arc::new(local::LocalVolume::open(service, policy).map_err(OpenError::Refused)?)
+            }
+            ServiceKind::Gcs => {
+                return Err(OpenError::Unreachable(
+                    "GCS volumes are stored but cannot be reached from this server",
+                ))
+            }
+        })
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut listing = Listing::default();
-    let after = token.unwrap_or("");
-    for (taken, (key, info)) in found
-        .into_iter()
-        .filter(|(k, _)| k.as_str() > after)
-        .enumerate()
-    {
-        if taken == limit {
-            listing.next_token = listing
-                .objects
-                .last()
-                .map(|o| o.key.clone())
-                .max(listing.prefixes.last().cloned());
-            break;
-        }
-        match info {
-            Some(i) => listing.objects.push(i),
-            None => listing.prefixes.push(key),
-        }
+
+    /// Drops what was kept for a deleted volume.
+    pub fn forget(&self, volume_id: &str) {
+        self.s3.forget(volume_id);
     }
-    Ok(listing)
 }

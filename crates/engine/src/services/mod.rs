@@ -9,11 +9,11 @@ pub mod uploads;
 
 use egress_core::error::{Code, SbgError};
 use egress_core::secret_box::SecretBox;
-use egress_core::volume::{ServiceKind, VolumePolicy};
-use egress_storage::volume::{VolumeBackend, VolumeClients};
+use egress_storage::volume::{OpenError, VolumeBackend, VolumeClients};
 use egress_storage::DynObjectStore;
 pub use job_ends::JobEnds;
 
+use egress_core::volume::VolumePolicy;
 use egress_store::{DynStore, VolumeRec};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -38,21 +38,20 @@ pub struct Services {
 pub enum VolumeAccessError {
     /// The stored secret could not be unsealed (a server fault, never the user's).
     Secret(anyhow::Error),
-    /// The configured policy refuses a local volume's folder.
-    LocalRefused(&'static str),
-    /// The volume's service cannot be reached from this server (GCS).
-    Unreachable(&'static str),
+    /// The backend could not be opened: the policy refuses the volume's folder, or its kind
+    /// cannot be reached from this server (GCS).
+    Open(OpenError),
 }
 
 impl From<VolumeAccessError> for SbgError {
     fn from(e: VolumeAccessError) -> Self {
         match e {
             VolumeAccessError::Secret(e) => e.into(),
-            VolumeAccessError::LocalRefused(why) => SbgError::new(
+            VolumeAccessError::Open(OpenError::Refused(why)) => SbgError::new(
                 Code::LocationInaccessible,
                 format!("Location on volume is not accessible as configured: {why}."),
             ),
-            VolumeAccessError::Unreachable(why) => {
+            VolumeAccessError::Open(OpenError::Unreachable(why)) => {
                 SbgError::new(Code::InvalidService, format!("{why}."))
             }
         }
@@ -65,7 +64,7 @@ impl Services {
         &self,
         v: &VolumeRec,
         secret: Option<&str>,
-    ) -> Result<VolumeBackend, VolumeAccessError> {
+    ) -> Result<Arc<dyn VolumeBackend>, VolumeAccessError> {
         let unsealed;
         let secret = match secret {
             Some(s) => s,
@@ -78,10 +77,7 @@ impl Services {
             }
         };
         self.volume_clients
-            .backend(v, secret, &self.volume_policy)
-            .map_err(|why| match v.service.kind {
-                ServiceKind::Local => VolumeAccessError::LocalRefused(why),
-                _ => VolumeAccessError::Unreachable(why),
-            })
+            .open(v, secret, &self.volume_policy)
+            .map_err(VolumeAccessError::Open)
     }
 }
