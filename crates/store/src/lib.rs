@@ -1,8 +1,9 @@
 //! Metadata and job state. One `Store` trait, two engines: SQLite (embedded default) and Postgres
-//! (several nodes sharing the work). Both engines run the same SQL, kept once in `sql/`, one file per aggregate.
+//! (several nodes sharing the work). Both engines run the same SQL, kept and compiled once in `sql/` (`SqlStore<E: Engine>`), one file per aggregate.
 
 mod postgres;
 mod sbg;
+mod sql;
 mod sqlite;
 mod text_enums;
 
@@ -12,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use egress_core::model::{AccessMode, JobState, MemberKind};
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{PostgresEngine, PostgresStore};
+pub use sql::{Engine, SqlStore};
+pub use sqlite::{SqliteEngine, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
