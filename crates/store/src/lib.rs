@@ -1,5 +1,6 @@
 //! Metadata and job state. One `Store` trait, two engines: SQLite (embedded default) and Postgres
-//! (several nodes sharing the work). Both engines run the same SQL, kept and compiled once in `sql/` (`SqlStore<E: Engine>`), one file per aggregate.
+//! (several nodes sharing the work). Both engines run the same SQL, kept and compiled once in `sql/`
+//! (`SqlStore<E: Engine>`), one file per aggregate.
 
 mod postgres;
 mod sbg;
@@ -13,9 +14,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use egress_core::model::{AccessMode, JobState, MemberKind};
-pub use postgres::{PostgresEngine, PostgresStore};
-pub use sql::{Engine, SqlStore};
-pub use sqlite::{SqliteEngine, SqliteStore};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

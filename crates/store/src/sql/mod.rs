@@ -1,8 +1,8 @@
 //! The SQL both engines share, in one copy, compiled once: `SqlStore<E>` runs it on any `Engine`
 //! (`sqlite.rs`, `postgres.rs`), which supplies what differs. Statements go through `db.rs`,
-//! whose one bound, `E::Db: SqlDb`, stands for everything the SQL needs of sqlx; generic code
-//! here therefore needs no `where` clauses. Placeholders are `$N`, numbered in order of first use,
-//! which both engines accept.
+//! whose one bound, `E::Db: SqlDb` (implied by `E: Engine`), stands for everything the SQL needs
+//! of sqlx, so the generic impls here carry no lists of bounds. Placeholders are `$N`, numbered
+//! in order of first use, which both engines accept.
 //!
 //! One file per aggregate implements its part of the store; the helpers several of them use are
 //! here.
@@ -121,10 +121,12 @@ fn import_rights_sql() -> String {
 }
 
 impl<E: Engine> SqlStore<E> {
+    /// A statement on this store's database (sqlx's `query` and `query_as` in one).
     fn query<'q>(sql: impl Into<Cow<'q, str>>) -> Query<'q, E::Db> {
         Query::new(sql)
     }
 
+    /// A statement built piece by piece (sqlx's `QueryBuilder`).
     fn builder<'q>(sql: impl Into<String>) -> Builder<'q, E::Db> {
         Builder::new(sql)
     }
