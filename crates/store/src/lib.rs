@@ -1,8 +1,10 @@
 //! Metadata and job state. One `Store` trait, two engines: SQLite (embedded default) and Postgres
-//! (several nodes sharing the work). Both engines run the same SQL, kept once in `sql/`, one file per aggregate.
+//! (several nodes sharing the work). Both engines run the same SQL, kept and compiled once in `sql/`
+//! (`SqlStore<E: Engine>`), one file per aggregate.
 
 mod postgres;
 mod sbg;
+mod sql;
 mod sqlite;
 mod text_enums;
 

@@ -1,19 +1,13 @@
 //! The shared engine: several `egress serve` nodes point at one Postgres and split the work.
 
+use crate::sql::{Builder, Commit, Engine, SqlDb, SqlStore};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgQueryResult};
 use sqlx::{Pool, Postgres, Transaction};
 
-type Db = Postgres;
-type Conn = PgConnection;
-type This = PostgresStore;
-const ENGINE: &str = "postgres";
+pub type PostgresStore = SqlStore<PostgresEngine>;
 
-pub struct PostgresStore {
-    pool: Pool<Postgres>,
-    /// The same pool: Postgres commits are durable either way.
-    jobs_pool: Pool<Postgres>,
-}
+pub struct PostgresEngine;
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -22,49 +16,59 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self {
-            jobs_pool: pool.clone(),
-            pool,
-        })
+        // One pool for both: Postgres commits are durable either way.
+        Ok(SqlStore::new(pool.clone(), pool, PostgresEngine))
     }
+}
+
+impl Engine for PostgresEngine {
+    type Db = Postgres;
+    type Tx = Transaction<'static, Postgres>;
+    type Writer = PoolConnection<Postgres>;
+
+    const NAME: &'static str = "postgres";
+    /// Row locking for claims: nodes skip the jobs another is claiming.
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    /// The folder a file is committed into cannot be deleted until the commit.
+    const PARENT_LOCK: &'static str = " FOR KEY SHARE";
+    /// Row locking for the rows a transaction is about to change (a group commit's jobs...).
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+    /// Postgres picks the unfinished-moves index by itself.
+    const MOVES_INDEX: &'static str = "";
 
     /// Postgres orders concurrent writers itself, with row locks.
-    async fn begin_write(
-        &self,
-        pool: &Pool<Postgres>,
-    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    async fn begin_write(&self, pool: &Pool<Postgres>) -> Result<Self::Tx, sqlx::Error> {
         pool.begin().await
     }
 
-    async fn writer(&self, pool: &Pool<Postgres>) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    async fn writer(&self, pool: &Pool<Postgres>) -> Result<Self::Writer, sqlx::Error> {
         pool.acquire().await
+    }
+
+    fn push_has_tag<'q>(qb: &mut Builder<'q, Postgres>, tag: &'q str) {
+        qb.push("f.tags @> jsonb_build_array(CAST(")
+            .push_bind(tag)
+            .push(" AS TEXT))");
+    }
+
+    /// Postgres checkpoints on its own.
+    async fn checkpoint(_pool: &Pool<Postgres>) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 }
 
-fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, tag: &'a str) {
-    qb.push("f.tags @> jsonb_build_array(CAST(")
-        .push_bind(tag)
-        .push(" AS TEXT))");
+impl SqlDb for Postgres {
+    fn shorten<'long: 'short, 'short>(args: PgArguments) -> PgArguments {
+        args
+    }
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
-/// Postgres checkpoints on its own.
-async fn checkpoint(_pool: &Pool<Postgres>) -> Result<(), sqlx::Error> {
-    Ok(())
+impl Commit for Transaction<'static, Postgres> {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        Transaction::commit(self).await
+    }
 }
-
-/// Row locking for claims; SQLite already serializes writers.
-const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
-
-/// Locking of the folder a file is committed into: it cannot be deleted until the commit.
-const PARENT_LOCK: &str = " FOR KEY SHARE";
-
-/// Row locking for a group commit's jobs.
-const ROW_LOCK: &str = " FOR UPDATE";
-
-/// Postgres picks the unfinished-moves index by itself.
-const MOVES_INDEX: &str = "";
-
-/// The SQL both engines share, compiled here for Postgres (and in the other engine's file for it).
-#[allow(clippy::duplicate_mod)]
-#[path = "sql/mod.rs"]
-mod sql;

@@ -18,9 +18,11 @@
 //! the engine's own claims and commits leave its cache warm, so its reads and writes find their
 //! pages in memory instead of reading them back from the log.
 
+use crate::sql::{Builder, Commit, Engine, SqlDb, SqlStore};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
 };
 use sqlx::Connection;
 use sqlx::{Pool, Sqlite, Transaction};
@@ -30,14 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-type Db = Sqlite;
-type Conn = SqliteConnection;
-type This = SqliteStore;
-const ENGINE: &str = "sqlite";
+pub type SqliteStore = SqlStore<SqliteEngine>;
 
-pub struct SqliteStore {
-    pool: Pool<Sqlite>,
-    jobs_pool: Pool<Sqlite>,
+pub struct SqliteEngine {
     /// Held by whoever writes; fair, so writers go in the order they came.
     write_turn: Arc<Mutex<()>>,
 }
@@ -62,18 +59,29 @@ impl SqliteStore {
         let jobs_pool = pool_options(1)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await?;
-        Ok(Self {
-            pool,
-            jobs_pool,
+        let engine = SqliteEngine {
             write_turn: Arc::new(Mutex::new(())),
-        })
+        };
+        Ok(SqlStore::new(pool, jobs_pool, engine))
     }
+}
+
+impl Engine for SqliteEngine {
+    type Db = Sqlite;
+    type Tx = Writing<Transaction<'static, Sqlite>>;
+    type Writer = Writing<PoolConnection<Sqlite>>;
+
+    const NAME: &'static str = "sqlite";
+    /// SQLite already serializes writers.
+    const CLAIM_LOCK: &'static str = "";
+    const PARENT_LOCK: &'static str = "";
+    const ROW_LOCK: &'static str = "";
+    /// The unfinished-moves index, named: with a long `IN` list of file ids, SQLite's planner
+    /// (which has no statistics) prefers the state index and walks every pending job.
+    const MOVES_INDEX: &'static str = " INDEXED BY exports_unfinished_moves";
 
     /// A write transaction, begun once this process's earlier writers are done.
-    async fn begin_write(
-        &self,
-        pool: &Pool<Sqlite>,
-    ) -> Result<Writing<Transaction<'static, Sqlite>>, sqlx::Error> {
+    async fn begin_write(&self, pool: &Pool<Sqlite>) -> Result<Self::Tx, sqlx::Error> {
         let turn = self.write_turn.clone().lock_owned().await;
         let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Writing {
@@ -83,10 +91,7 @@ impl SqliteStore {
     }
 
     /// A connection for one writing statement, handed out in turn like `begin_write`.
-    async fn writer(
-        &self,
-        pool: &Pool<Sqlite>,
-    ) -> Result<Writing<PoolConnection<Sqlite>>, sqlx::Error> {
+    async fn writer(&self, pool: &Pool<Sqlite>) -> Result<Self::Writer, sqlx::Error> {
         let turn = self.write_turn.clone().lock_owned().await;
         let conn = pool.acquire().await?;
         Ok(Writing {
@@ -94,15 +99,39 @@ impl SqliteStore {
             _turn: turn,
         })
     }
+
+    fn push_has_tag<'q>(qb: &mut Builder<'q, Sqlite>, tag: &'q str) {
+        qb.push("EXISTS (SELECT 1 FROM json_each(f.tags) t WHERE t.value = ")
+            .push_bind(tag)
+            .push(")");
+    }
+
+    /// A passive checkpoint: it copies what no reader still needs and never blocks writers.
+    async fn checkpoint(pool: &Pool<Sqlite>) -> Result<(), sqlx::Error> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl SqlDb for Sqlite {
+    fn shorten<'long: 'short, 'short>(args: SqliteArguments<'long>) -> SqliteArguments<'short> {
+        args
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
 /// A transaction or connection that holds the write turn until it is dropped.
-struct Writing<T> {
+pub struct Writing<T> {
     inner: T,
     _turn: OwnedMutexGuard<()>,
 }
 
-impl Writing<Transaction<'static, Sqlite>> {
+impl Commit for Writing<Transaction<'static, Sqlite>> {
     async fn commit(self) -> Result<(), sqlx::Error> {
         self.inner.commit().await
     }
@@ -133,35 +162,3 @@ fn pool_options(connections: u32) -> SqlitePoolOptions {
         .max_lifetime(None)
         .test_before_acquire(false)
 }
-
-fn push_has_tag<'a>(qb: &mut sqlx::QueryBuilder<'a, Sqlite>, tag: &'a str) {
-    qb.push("EXISTS (SELECT 1 FROM json_each(f.tags) t WHERE t.value = ")
-        .push_bind(tag)
-        .push(")");
-}
-
-/// A passive checkpoint: it copies what no reader still needs and never blocks writers.
-async fn checkpoint(pool: &Pool<Sqlite>) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// Row locking for claims; SQLite already serializes writers.
-const CLAIM_LOCK: &str = "";
-
-/// Locking of the folder a file is committed into; SQLite already serializes writers.
-const PARENT_LOCK: &str = "";
-
-/// Row locking for the jobs of a group commit; SQLite already serializes writers.
-const ROW_LOCK: &str = "";
-
-/// The unfinished-moves index, named: with a long `IN` list of file ids, SQLite's planner (which
-/// has no statistics) prefers the state index and walks every pending job.
-const MOVES_INDEX: &str = " INDEXED BY exports_unfinished_moves";
-
-/// The SQL both engines share, compiled here for SQLite (and in the other engine's file for it).
-#[allow(clippy::duplicate_mod)]
-#[path = "sql/mod.rs"]
-mod sql;

@@ -3,15 +3,15 @@
 use super::*;
 
 #[async_trait]
-impl ExportQueue for This {
+impl<E: Engine> ExportQueue for SqlStore<E> {
     async fn insert_exports(
         &self,
         jobs: &[ExportRec],
         idempotent: Option<&Idempotent>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
+        let mut tx = self.engine.begin_write(&self.pool).await?;
         if let Some(i) = idempotent {
-            sqlx::query("INSERT INTO idempotency (owner, key, request, response, created_at) VALUES ($1, $2, $3, $4, $5)")
+            Self::query("INSERT INTO idempotency (owner, key, request, response, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&i.owner)
                 .bind(&i.key)
                 .bind(&i.request)
@@ -23,7 +23,7 @@ impl ExportQueue for This {
         }
         // One statement per 100 rows (12 binds each) keeps well under both engines' limits.
         for chunk in jobs.chunks(100) {
-            let mut qb = QueryBuilder::<Db>::new(
+            let mut qb = Self::builder(
                 "INSERT INTO exports (id, owner, file_id, volume_id, volume_uid, location, object_key, \
                  properties, overwrite, copy_only, state, bytes_total, created_at) ",
             );
@@ -49,7 +49,7 @@ impl ExportQueue for This {
     }
 
     async fn get_idempotent(&self, owner: &str, key: &str) -> Result<Option<Idempotent>> {
-        Ok(sqlx::query_as("SELECT owner, key, request, response, created_at FROM idempotency WHERE owner = $1 AND key = $2")
+        Ok(Self::query("SELECT owner, key, request, response, created_at FROM idempotency WHERE owner = $1 AND key = $2")
             .bind(owner)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -57,7 +57,7 @@ impl ExportQueue for This {
     }
 
     async fn get_export(&self, id: &str) -> Result<Option<ExportRec>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(Self::query(format!(
             "SELECT {EXPORT_COLUMNS} FROM exports WHERE id = $1"
         ))
         .bind(id)
@@ -66,11 +66,11 @@ impl ExportQueue for This {
     }
 
     async fn get_exports(&self, ids: &[String]) -> Result<Vec<ExportRec>> {
-        let mut qb = QueryBuilder::<Db>::new(format!(
+        let mut qb = Self::builder(format!(
             "SELECT {EXPORT_COLUMNS} FROM exports WHERE id IN ("
         ));
         push_list(&mut qb, ids);
-        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+        Ok(qb.build().fetch_all(&self.pool).await?)
     }
 
     async fn list_exports(
@@ -80,7 +80,7 @@ impl ExportQueue for This {
         states: &[JobState],
         page: Page,
     ) -> Result<(Vec<ExportRec>, i64)> {
-        list_jobs(
+        Self::list_jobs(
             &self.pool,
             "exports",
             EXPORT_COLUMNS,
@@ -96,16 +96,17 @@ impl ExportQueue for This {
         if file_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = QueryBuilder::<Db>::new(format!(
-            "SELECT file_id, id FROM exports{MOVES_INDEX} WHERE NOT copy_only AND state IN {UNFINISHED} AND file_id IN ("
+        let moves_index = E::MOVES_INDEX;
+        let mut qb = Self::builder(format!(
+            "SELECT file_id, id FROM exports{moves_index} WHERE NOT copy_only AND state IN {UNFINISHED} AND file_id IN ("
         ));
         push_list(&mut qb, file_ids);
-        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+        Ok(qb.build().fetch_all(&self.pool).await?)
     }
 
     async fn runnable_export_groups(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>> {
         let runnable = runnable();
-        Ok(sqlx::query_as(&format!(
+        Ok(Self::query(format!(
             "SELECT owner, volume_id FROM exports WHERE {runnable} GROUP BY owner, volume_id ORDER BY MIN(seq) LIMIT $2"
         ))
         .bind(now)
@@ -123,16 +124,17 @@ impl ExportQueue for This {
         lease_until: i64,
         max: i64,
     ) -> Result<Vec<ExportRec>> {
-        let mut tx = self.begin_write(&self.jobs_pool).await?;
+        let mut tx = self.engine.begin_write(&self.jobs_pool).await?;
         // The picked rows need no second look at their state: SQLite has one writer, and
         // Postgres re-checks rows it locks. A condition on state in the UPDATE would also make
         // SQLite walk every pending job instead of looking up the picked ones by seq.
-        let claimed = sqlx::query_as(&format!(
+        let claim_lock = E::CLAIM_LOCK;
+        let claimed = Self::query(format!(
             "WITH picked AS MATERIALIZED (SELECT e.seq FROM exports e \
                WHERE e.state = {PENDING} AND e.owner = $4 AND e.volume_id = $5 AND e.next_attempt_at <= $1 \
                AND NOT EXISTS (SELECT 1 FROM exports o WHERE o.volume_id = e.volume_id \
                  AND o.object_key = e.object_key AND o.seq < e.seq AND o.state IN {UNFINISHED}) \
-               ORDER BY e.seq LIMIT $6{CLAIM_LOCK}) \
+               ORDER BY e.seq LIMIT $6{claim_lock}) \
              UPDATE exports SET state = $7, lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
              WHERE seq IN (SELECT seq FROM picked) \
@@ -157,25 +159,25 @@ impl ExportQueue for This {
         volume_ids: &[String],
     ) -> Result<(Vec<FileRec>, Vec<VolumeRec>)> {
         let mut conn = self.jobs_pool.acquire().await?;
-        let mut files = QueryBuilder::<Db>::new(format!("{FILE_SELECT} WHERE f.id IN ("));
+        let mut files = Self::builder(format!("{FILE_SELECT} WHERE f.id IN ("));
         push_list(&mut files, file_ids);
-        let files = files.build_query_as().fetch_all(&mut *conn).await?;
-        let mut volumes = QueryBuilder::<Db>::new(format!(
+        let files = files.build().fetch_all(&mut *conn).await?;
+        let mut volumes = Self::builder(format!(
             "SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.id IN ("
         ));
         push_list(&mut volumes, volume_ids);
-        let volumes = volumes.build_query_as().fetch_all(&mut *conn).await?;
+        let volumes = volumes.build().fetch_all(&mut *conn).await?;
         Ok((files, volumes))
     }
 
     async fn export_rights(&self, ids: &[String]) -> Result<Vec<JobRights>> {
         let mut conn = self.jobs_pool.acquire().await?;
-        Ok(export_rights_in(&mut conn, ids).await?)
+        Ok(Self::export_rights_in(&mut conn, ids).await?)
     }
 
     async fn renew_export(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
-        renew_lease(
-            &mut *self.writer(&self.jobs_pool).await?,
+        Self::renew_lease(
+            &mut *self.engine.writer(&self.jobs_pool).await?,
             "exports",
             id,
             attempt,
@@ -190,29 +192,29 @@ impl ExportQueue for This {
         attempt: i64,
         upload_id: Option<&str>,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = Self::query(
             "UPDATE exports SET upload_id = $1 WHERE id = $2 AND attempt = $3 AND state = $4",
         )
         .bind(upload_id)
         .bind(id)
         .bind(attempt)
         .bind(JobState::Running)
-        .execute(&mut *self.writer(&self.jobs_pool).await?)
+        .execute(&mut *self.engine.writer(&self.jobs_pool).await?)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn set_export_progress(&self, id: &str, attempt: i64, bytes: i64) -> Result<bool> {
-        let done = sqlx::query(
+        let done = Self::query(
             "UPDATE exports SET bytes_copied = $1 WHERE id = $2 AND attempt = $3 AND state = $4",
         )
         .bind(bytes)
         .bind(id)
         .bind(attempt)
         .bind(JobState::Running)
-        .execute(&mut *self.writer(&self.jobs_pool).await?)
+        .execute(&mut *self.engine.writer(&self.jobs_pool).await?)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn finish_exports(
@@ -220,20 +222,16 @@ impl ExportQueue for This {
         ends: &[(&str, i64, &JobEnd)],
     ) -> Result<Vec<Finished>, StoreError> {
         let now = egress_core::util::now_ms();
-        let mut tx = self.begin_write(&self.jobs_pool).await?;
+        let mut tx = self.engine.begin_write(&self.jobs_pool).await?;
         // Lock the jobs first: later statements of this transaction then touch only jobs
         // whose lease is still ours, and no other node can expire or reclaim them meanwhile.
         let ids: Vec<String> = ends.iter().map(|(id, ..)| id.to_string()).collect();
-        let mut qb = QueryBuilder::<Db>::new("SELECT id, attempt FROM exports WHERE state = ");
+        let mut qb = Self::builder("SELECT id, attempt FROM exports WHERE state = ");
         qb.push_bind(JobState::Running).push(" AND id IN (");
         push_list(&mut qb, &ids);
-        qb.push(ROW_LOCK);
-        let running: HashMap<String, i64> = qb
-            .build_query_as()
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+        qb.push(E::ROW_LOCK);
+        let running: HashMap<String, i64> =
+            qb.build().fetch_all(&mut *tx).await?.into_iter().collect();
         let mut outcomes: Vec<Finished> = ends
             .iter()
             .map(|(id, attempt, _)| match running.get(*id) {
@@ -250,11 +248,12 @@ impl ExportQueue for This {
             .map(|i| ends[i].0.to_string())
             .collect();
         if !completing.is_empty() {
-            let refused: HashMap<String, crate::Refusal> = export_rights_in(&mut tx, &completing)
-                .await?
-                .into_iter()
-                .filter_map(|r| r.refusal().map(|why| (r.id, why)))
-                .collect();
+            let refused: HashMap<String, crate::Refusal> =
+                Self::export_rights_in(&mut tx, &completing)
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| r.refusal().map(|why| (r.id, why)))
+                    .collect();
             for (i, (id, ..)) in ends.iter().enumerate() {
                 if let (Finished::Recorded, Some(why)) = (outcomes[i], refused.get(*id)) {
                     outcomes[i] = Finished::Refused(*why);
@@ -273,9 +272,8 @@ impl ExportQueue for This {
             .collect();
         if !moves.is_empty() {
             let nothing = Alias::default();
-            let mut qb = QueryBuilder::<Db>::new(
-                "WITH v (file_id, blob_id, volume_id, volume_uid, location) AS (",
-            );
+            let mut qb =
+                Self::builder("WITH v (file_id, blob_id, volume_id, volume_uid, location) AS (");
             qb.push_values(
                 padded(moves.iter().map(|(_, a)| *a).collect(), &nothing),
                 |mut row, a| {
@@ -290,10 +288,11 @@ impl ExportQueue for This {
                 .push_bind(now)
                 .push(" FROM v WHERE files.id = v.file_id AND files.blob_id = v.blob_id RETURNING files.id");
             let flipped: HashSet<String> = qb
-                .build_query_scalar()
+                .build()
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
+                .map(|(id,)| id)
                 .collect();
             let mut released: HashMap<&str, i64> = HashMap::new();
             for (i, a) in &moves {
@@ -303,18 +302,18 @@ impl ExportQueue for This {
                     outcomes[*i] = Finished::SourceChanged;
                 }
             }
-            if !released.is_empty() && !ROW_LOCK.is_empty() {
+            if !released.is_empty() && !E::ROW_LOCK.is_empty() {
                 // Lock shared blobs in one order, so group commits of several nodes cannot
                 // deadlock on them.
                 let mut ids: Vec<String> = released.keys().map(|id| id.to_string()).collect();
                 ids.sort();
-                let mut qb = QueryBuilder::<Db>::new("SELECT id FROM blobs WHERE id IN (");
+                let mut qb = Self::builder("SELECT id FROM blobs WHERE id IN (");
                 push_list(&mut qb, &ids);
-                qb.push(" ORDER BY id").push(ROW_LOCK);
-                qb.build().fetch_all(&mut *tx).await?;
+                qb.push(" ORDER BY id").push(E::ROW_LOCK);
+                qb.build().execute(&mut *tx).await?;
             }
             if !released.is_empty() {
-                let mut qb = QueryBuilder::<Db>::new("WITH d (id, n) AS (");
+                let mut qb = Self::builder("WITH d (id, n) AS (");
                 qb.push_values(
                     padded(released.iter().map(|(id, n)| (*id, *n)).collect(), ("", 0)),
                     |mut row, (id, n)| {
@@ -339,7 +338,7 @@ impl ExportQueue for This {
             })
             .collect();
         if !completed.is_empty() {
-            let mut qb = QueryBuilder::<Db>::new("WITH v (id, bytes) AS (");
+            let mut qb = Self::builder("WITH v (id, bytes) AS (");
             qb.push_values(padded(completed, ("", 0)), |mut row, (id, bytes)| {
                 row.push_bind(id).push_bind(bytes);
             });
@@ -358,7 +357,7 @@ impl ExportQueue for This {
             })
             .collect();
         if !failed.is_empty() {
-            let mut qb = QueryBuilder::<Db>::new("WITH v (id, error) AS (");
+            let mut qb = Self::builder("WITH v (id, error) AS (");
             qb.push_values(
                 padded(failed, ("", &serde_json::Value::Null)),
                 |mut row, (id, error)| {
@@ -380,7 +379,7 @@ impl ExportQueue for This {
             })
             .collect();
         if !retried.is_empty() {
-            let mut qb = QueryBuilder::<Db>::new("WITH v (id, error, next_at) AS (");
+            let mut qb = Self::builder("WITH v (id, error, next_at) AS (");
             qb.push_values(
                 padded(retried, ("", &serde_json::Value::Null, 0)),
                 |mut row, (id, error, at)| {
@@ -399,7 +398,7 @@ impl ExportQueue for This {
 
     async fn export_state_counts(&self) -> Result<Vec<(String, i64)>> {
         Ok(
-            sqlx::query_as("SELECT state, COUNT(*) FROM exports GROUP BY state ORDER BY state")
+            Self::query("SELECT state, COUNT(*) FROM exports GROUP BY state ORDER BY state")
                 .fetch_all(&self.pool)
                 .await?,
         )

@@ -3,18 +3,18 @@
 use super::*;
 
 #[async_trait]
-impl FileStore for This {
+impl<E: Engine> FileStore for SqlStore<E> {
     async fn get_file(&self, id: &str) -> Result<Option<FileRec>> {
-        Ok(sqlx::query_as(&format!("{FILE_SELECT} WHERE f.id = $1"))
+        Ok(Self::query(format!("{FILE_SELECT} WHERE f.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
     async fn get_files(&self, ids: &[String]) -> Result<Vec<FileRec>> {
-        let mut qb = QueryBuilder::<Db>::new(format!("{FILE_SELECT} WHERE f.id IN ("));
+        let mut qb = Self::builder(format!("{FILE_SELECT} WHERE f.id IN ("));
         push_list(&mut qb, ids);
-        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+        Ok(qb.build().fetch_all(&self.pool).await?)
     }
 
     async fn list_children(
@@ -23,44 +23,44 @@ impl FileStore for This {
         filter: &FileFilter,
         page: Page,
     ) -> Result<(Vec<FileRec>, i64)> {
-        let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM files f");
-        push_file_filter(&mut count, parent_id, filter);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::<Db>::new(FILE_SELECT);
-        push_file_filter(&mut select, parent_id, filter);
+        let mut count = Self::builder("SELECT COUNT(*) FROM files f");
+        Self::push_file_filter(&mut count, parent_id, filter);
+        let (total,): (i64,) = count.build().fetch_one(&self.pool).await?;
+        let mut select = Self::builder(FILE_SELECT);
+        Self::push_file_filter(&mut select, parent_id, filter);
         select
             .push(" ORDER BY f.is_folder DESC, f.name, f.id LIMIT ")
             .push_bind(page.limit)
             .push(" OFFSET ")
             .push_bind(page.offset);
-        let items = select.build_query_as().fetch_all(&self.pool).await?;
+        let items = select.build().fetch_all(&self.pool).await?;
         Ok((items, total))
     }
 
     async fn create_file(&self, file: &FileRec) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
+        let mut tx = self.engine.begin_write(&self.pool).await?;
         if let Some(blob_id) = &file.blob_id {
             let held =
-                sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1 AND NOT deleting")
+                Self::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1 AND NOT deleting")
                     .bind(blob_id)
                     .execute(&mut *tx)
                     .await?;
-            if held.rows_affected() == 0 {
+            if held == 0 {
                 return Err(StoreError::NotFound);
             }
         }
         if let Some(parent) = &file.parent_id {
-            check_parent(&mut tx, &file.project_id, parent).await?;
+            Self::check_parent(&mut tx, &file.project_id, parent).await?;
         }
-        insert_file(&mut tx, file).await?;
+        Self::insert_file(&mut tx, file).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn update_file(&self, file: &FileRec) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
+        let mut tx = self.engine.begin_write(&self.pool).await?;
         let kind: Option<(String, bool)> =
-            sqlx::query_as("SELECT project_id, is_folder FROM files WHERE id = $1")
+            Self::query("SELECT project_id, is_folder FROM files WHERE id = $1")
                 .bind(&file.id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -69,13 +69,15 @@ impl FileStore for This {
             // Updates of a project's folders take turns on the project row (Postgres), before
             // any file row: two crossing folder moves can then neither both pass the subtree
             // check and make a cycle, nor wait on each other's rows.
-            sqlx::query(&format!("SELECT id FROM projects WHERE id = $1{ROW_LOCK}"))
+            let row_lock = E::ROW_LOCK;
+            Self::query(format!("SELECT id FROM projects WHERE id = $1{row_lock}"))
                 .bind(&project_id)
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
         }
-        let current: Option<(Option<String>,)> = sqlx::query_as(&format!(
-            "SELECT parent_id FROM files WHERE id = $1{ROW_LOCK}"
+        let row_lock = E::ROW_LOCK;
+        let current: Option<(Option<String>,)> = Self::query(format!(
+            "SELECT parent_id FROM files WHERE id = $1{row_lock}"
         ))
         .bind(&file.id)
         .fetch_optional(&mut *tx)
@@ -84,11 +86,11 @@ impl FileStore for This {
         if file.parent_id != old_parent {
             let parent = file.parent_id.as_deref().ok_or(StoreError::NoParent)?;
             if is_folder {
-                check_outside(&mut tx, &file.id, parent).await?;
+                Self::check_outside(&mut tx, &file.id, parent).await?;
             }
-            check_parent(&mut tx, &project_id, parent).await?;
+            Self::check_parent(&mut tx, &project_id, parent).await?;
         }
-        let done = sqlx::query(
+        let done = Self::query(
             "UPDATE files SET name = $1, parent_id = $2, metadata = $3, tags = $4, modified_at = $5 WHERE id = $6",
         )
         .bind(&file.name)
@@ -100,7 +102,7 @@ impl FileStore for This {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(StoreError::NotFound);
         }
         tx.commit().await?;
@@ -108,22 +110,22 @@ impl FileStore for This {
     }
 
     async fn delete_file(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        remove_file(&mut tx, id).await?;
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        Self::remove_file(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn doomed_blobs(&self, limit: i64) -> Result<Vec<String>> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        sqlx::query("UPDATE blobs SET deleting = TRUE WHERE refs <= 0 AND NOT deleting")
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        Self::query("UPDATE blobs SET deleting = TRUE WHERE refs <= 0 AND NOT deleting")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         // Doomed blobs have no references: `refs <= 0` lets the partial index find them. No
         // ORDER BY: ordering by id made SQLite walk every blob in key order instead.
         let ids: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM blobs WHERE refs <= 0 AND deleting LIMIT $1")
+            Self::query("SELECT id FROM blobs WHERE refs <= 0 AND deleting LIMIT $1")
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
@@ -134,16 +136,16 @@ impl FileStore for This {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut qb = QueryBuilder::<Db>::new("DELETE FROM blobs WHERE deleting AND id IN (");
+        let mut qb = Self::builder("DELETE FROM blobs WHERE deleting AND id IN (");
         push_list(&mut qb, ids);
         qb.build()
-            .execute(&mut *self.writer(&self.pool).await?)
+            .execute(&mut *self.engine.writer(&self.pool).await?)
             .await?;
         Ok(())
     }
 
     async fn platform_bytes(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT project_id, CAST(SUM(size) AS BIGINT) FROM files WHERE blob_id IS NOT NULL \
              GROUP BY project_id ORDER BY project_id",
         )

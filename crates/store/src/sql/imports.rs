@@ -3,18 +3,18 @@
 use super::*;
 
 #[async_trait]
-impl ImportQueue for This {
+impl<E: Engine> ImportQueue for SqlStore<E> {
     async fn import_rights(&self, id: &str) -> Result<Option<JobRights>> {
-        Ok(sqlx::query_as(&import_rights_sql())
+        Ok(Self::query(import_rights_sql())
             .bind(id)
             .fetch_optional(&self.jobs_pool)
             .await?)
     }
 
     async fn insert_imports(&self, jobs: &[ImportRec]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
+        let mut tx = self.engine.begin_write(&self.pool).await?;
         for j in jobs {
-            sqlx::query(
+            Self::query(
                 "INSERT INTO imports (id, owner, volume_id, volume_uid, location, project_id, parent_id, name, \
                  overwrite, autorename, preserve_folder_structure, state, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -41,7 +41,7 @@ impl ImportQueue for This {
     }
 
     async fn get_import(&self, id: &str) -> Result<Option<ImportRec>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(Self::query(format!(
             "SELECT {IMPORT_COLUMNS} FROM imports WHERE id = $1"
         ))
         .bind(id)
@@ -58,7 +58,7 @@ impl ImportQueue for This {
         page: Page,
     ) -> Result<(Vec<ImportRec>, i64)> {
         let equal = [("project_id", project_id), ("volume_id", volume_id)];
-        list_jobs(
+        Self::list_jobs(
             &self.pool,
             "imports",
             IMPORT_COLUMNS,
@@ -77,11 +77,12 @@ impl ImportQueue for This {
         lease_until: i64,
         max: i64,
     ) -> Result<Vec<ImportRec>> {
-        let mut tx = self.begin_write(&self.jobs_pool).await?;
+        let mut tx = self.engine.begin_write(&self.jobs_pool).await?;
         // As for exports: the picked rows are looked up by seq, with no second look at state.
         let runnable = runnable();
-        let claimed = sqlx::query_as(&format!(
-            "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {runnable} ORDER BY seq LIMIT $4{CLAIM_LOCK}) \
+        let claim_lock = E::CLAIM_LOCK;
+        let claimed = Self::query(format!(
+            "WITH picked AS MATERIALIZED (SELECT seq FROM imports WHERE {runnable} ORDER BY seq LIMIT $4{claim_lock}) \
              UPDATE imports SET state = $5, lease_owner = $2, lease_expires_at = $3, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $1) \
              WHERE seq IN (SELECT seq FROM picked) \
@@ -99,8 +100,8 @@ impl ImportQueue for This {
     }
 
     async fn renew_import(&self, id: &str, attempt: i64, lease_until: i64) -> Result<bool> {
-        renew_lease(
-            &mut *self.writer(&self.jobs_pool).await?,
+        Self::renew_lease(
+            &mut *self.engine.writer(&self.jobs_pool).await?,
             "imports",
             id,
             attempt,
@@ -114,8 +115,8 @@ impl ImportQueue for This {
         job: &ImportRec,
         batch: &ImportBatch,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write(&self.jobs_pool).await?;
-        let fenced = sqlx::query(
+        let mut tx = self.engine.begin_write(&self.jobs_pool).await?;
+        let fenced = Self::query(
             "UPDATE imports SET objects_imported = objects_imported + $1, cursor = $2 \
              WHERE id = $3 AND attempt = $4 AND state = $5",
         )
@@ -126,10 +127,10 @@ impl ImportQueue for This {
         .bind(JobState::Running)
         .execute(&mut *tx)
         .await?;
-        if fenced.rows_affected() == 0 {
+        if fenced == 0 {
             return Ok(false);
         }
-        let rights: Option<JobRights> = sqlx::query_as(&import_rights_sql())
+        let rights: Option<JobRights> = Self::query(import_rights_sql())
             .bind(&job.id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -137,16 +138,16 @@ impl ImportQueue for This {
             return Err(StoreError::Refused(why));
         }
         // Everything this batch makes hangs under the job's destination folder.
-        check_parent(&mut tx, &job.project_id, &job.parent_id).await?;
+        Self::check_parent(&mut tx, &job.project_id, &job.parent_id).await?;
         let base = match &batch.top_folder {
-            Some(name) => folder_in(&mut tx, &job.project_id, &job.parent_id, name).await?,
+            Some(name) => Self::folder_in(&mut tx, &job.project_id, &job.parent_id, name).await?,
             None => job.parent_id.clone(),
         };
         let mut last = None;
         for alias in &batch.aliases {
             let mut folder = base.clone();
             for segment in &alias.folders {
-                folder = folder_in(&mut tx, &job.project_id, &folder, segment).await?;
+                folder = Self::folder_in(&mut tx, &job.project_id, &folder, segment).await?;
             }
             let mut file = FileRec::new(&job.project_id, Some(&folder), &alias.name, false);
             file.size = Some(alias.size);
@@ -154,11 +155,12 @@ impl ImportQueue for This {
             file.volume_id = Some(job.volume_id.clone());
             file.volume_uid = Some(job.volume_uid.clone());
             file.location = Some(alias.location.clone());
-            last = Some(insert_resolving(&mut tx, file, job.overwrite, job.autorename).await?);
+            last =
+                Some(Self::insert_resolving(&mut tx, file, job.overwrite, job.autorename).await?);
         }
         if batch.done {
             let result = if job.is_folder() { Some(base) } else { last };
-            sqlx::query(
+            Self::query(
                 "UPDATE imports SET result_file_id = $1, finished_at = $2, error = NULL, \
                  lease_owner = NULL, state = $5 WHERE id = $3 AND attempt = $4",
             )
@@ -177,7 +179,7 @@ impl ImportQueue for This {
     async fn finish_import(&self, id: &str, attempt: i64, end: &JobEnd) -> Result<bool> {
         let now = egress_core::util::now_ms();
         let done = match end {
-            JobEnd::Failed { error } => sqlx::query(
+            JobEnd::Failed { error } => Self::query(
                 "UPDATE imports SET error = $3, finished_at = $4, lease_owner = NULL, state = $5 \
                  WHERE id = $1 AND attempt = $2 AND state = $6",
             )
@@ -187,7 +189,7 @@ impl ImportQueue for This {
             .bind(now)
             .bind(JobState::Failed)
             .bind(JobState::Running),
-            JobEnd::Retry { at, error } => sqlx::query(
+            JobEnd::Retry { at, error } => Self::query(
                 "UPDATE imports SET error = $3, next_attempt_at = $4, lease_owner = NULL, \
                  lease_expires_at = 0, state = $5 WHERE id = $1 AND attempt = $2 AND state = $6",
             )
@@ -203,8 +205,8 @@ impl ImportQueue for This {
                 ))
             }
         }
-        .execute(&mut *self.writer(&self.jobs_pool).await?)
+        .execute(&mut *self.engine.writer(&self.jobs_pool).await?)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }

@@ -3,10 +3,10 @@
 use super::*;
 
 #[async_trait]
-impl ProjectStore for This {
+impl<E: Engine> ProjectStore for SqlStore<E> {
     async fn create_project(&self, project: &Project, root: &FileRec) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        sqlx::query(
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        Self::query(
             "INSERT INTO projects (id, owner, name, description, billing_group, category, tags, \
              settings, root_folder, is_public, created_by, created_at, modified_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -27,20 +27,20 @@ impl ProjectStore for This {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        insert_file(&mut tx, root).await?;
+        Self::insert_file(&mut tx, root).await?;
         let owner = Member {
             kind: MemberKind::Project,
             resource_id: project.id.clone(),
             username: project.created_by.clone(),
             perms: crate::Perms::ALL,
         };
-        upsert_member(&mut *tx, &owner).await?;
+        Self::upsert_member(&mut *tx, &owner).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn get_project(&self, id: &str) -> Result<Option<Project>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(Self::query(format!(
             "SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1"
         ))
         .bind(id)
@@ -60,13 +60,13 @@ impl ProjectStore for This {
              WHERE m.kind = {PROJECT} AND m.username = $1 \
              AND ($2 IS NULL OR p.owner = $2) AND ($3 IS NULL OR p.name = $3)"
         );
-        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {from}"))
+        let (total,): (i64,) = Self::query(format!("SELECT COUNT(*) {from}"))
             .bind(username)
             .bind(owner)
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
-        let items = sqlx::query_as(&format!(
+        let items = Self::query(format!(
             "SELECT {PROJECT_COLUMNS} {from} ORDER BY p.created_at, p.id LIMIT $4 OFFSET $5"
         ))
         .bind(username)
@@ -80,7 +80,7 @@ impl ProjectStore for This {
     }
 
     async fn update_project(&self, project: &Project) -> Result<(), StoreError> {
-        let done = sqlx::query(
+        let done = Self::query(
             "UPDATE projects SET name = $1, description = $2, billing_group = $3, category = $4, \
              tags = $5, settings = $6, is_public = $7, modified_at = $8 WHERE id = $9",
         )
@@ -93,24 +93,24 @@ impl ProjectStore for This {
         .bind(project.is_public)
         .bind(project.modified_at)
         .bind(&project.id)
-        .execute(&mut *self.writer(&self.pool).await?)
+        .execute(&mut *self.engine.writer(&self.pool).await?)
         .await?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
     }
 
     async fn delete_project(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        let gone = sqlx::query("DELETE FROM projects WHERE id = $1")
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        let gone = Self::query("DELETE FROM projects WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        if gone.rows_affected() == 0 {
+        if gone == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query(
+        Self::query(
             "UPDATE blobs SET refs = refs - (SELECT COUNT(*) FROM files f \
              WHERE f.project_id = $1 AND f.blob_id = blobs.id) \
              WHERE id IN (SELECT blob_id FROM files WHERE project_id = $1 AND blob_id IS NOT NULL)",
@@ -118,15 +118,15 @@ impl ProjectStore for This {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM files WHERE project_id = $1")
+        Self::query("DELETE FROM files WHERE project_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM uploads WHERE project_id = $1")
+        Self::query("DELETE FROM uploads WHERE project_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM members WHERE kind = $1 AND resource_id = $2")
+        Self::query("DELETE FROM members WHERE kind = $1 AND resource_id = $2")
             .bind(MemberKind::Project)
             .bind(id)
             .execute(&mut *tx)
@@ -141,7 +141,7 @@ impl ProjectStore for This {
         resource_id: &str,
         username: &str,
     ) -> Result<Option<Member>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT kind, resource_id, username, read, copy, write, execute, admin FROM members \
              WHERE kind = $1 AND resource_id = $2 AND username = $3",
         )
@@ -159,12 +159,12 @@ impl ProjectStore for This {
         page: Page,
     ) -> Result<(Vec<Member>, i64)> {
         let (total,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM members WHERE kind = $1 AND resource_id = $2")
+            Self::query("SELECT COUNT(*) FROM members WHERE kind = $1 AND resource_id = $2")
                 .bind(kind)
                 .bind(resource_id)
                 .fetch_one(&self.pool)
                 .await?;
-        let items = sqlx::query_as(
+        let items = Self::query(
             "SELECT kind, resource_id, username, read, copy, write, execute, admin FROM members \
              WHERE kind = $1 AND resource_id = $2 ORDER BY username LIMIT $3 OFFSET $4",
         )
@@ -178,7 +178,7 @@ impl ProjectStore for This {
     }
 
     async fn put_member(&self, m: &Member) -> Result<()> {
-        upsert_member(&mut *self.writer(&self.pool).await?, m).await?;
+        Self::upsert_member(&mut *self.engine.writer(&self.pool).await?, m).await?;
         Ok(())
     }
 
@@ -188,14 +188,14 @@ impl ProjectStore for This {
         resource_id: &str,
         username: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = Self::query(
             "DELETE FROM members WHERE kind = $1 AND resource_id = $2 AND username = $3",
         )
         .bind(kind)
         .bind(resource_id)
         .bind(username)
-        .execute(&mut *self.writer(&self.pool).await?)
+        .execute(&mut *self.engine.writer(&self.pool).await?)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 }

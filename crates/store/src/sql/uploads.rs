@@ -3,9 +3,9 @@
 use super::*;
 
 #[async_trait]
-impl UploadStore for This {
+impl<E: Engine> UploadStore for SqlStore<E> {
     async fn create_upload(&self, u: &Upload) -> Result<()> {
-        sqlx::query(
+        Self::query(
             "INSERT INTO uploads (id, owner, project_id, parent_id, name, size, part_size, overwrite, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -19,13 +19,13 @@ impl UploadStore for This {
         .bind(u.overwrite)
         .bind(u.created_at)
         .bind(u.expires_at)
-        .execute(&mut *self.writer(&self.pool).await?)
+        .execute(&mut *self.engine.writer(&self.pool).await?)
         .await?;
         Ok(())
     }
 
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT id, owner, project_id, parent_id, name, size, part_size, overwrite, created_at, \
              expires_at FROM uploads WHERE id = $1",
         )
@@ -35,16 +35,16 @@ impl UploadStore for This {
     }
 
     async fn put_part(&self, upload_id: &str, part: &Part, expires_at: i64) -> Result<bool> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        let alive = sqlx::query("UPDATE uploads SET expires_at = $1 WHERE id = $2")
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        let alive = Self::query("UPDATE uploads SET expires_at = $1 WHERE id = $2")
             .bind(expires_at)
             .bind(upload_id)
             .execute(&mut *tx)
             .await?;
-        if alive.rows_affected() == 0 {
+        if alive == 0 {
             return Ok(false);
         }
-        sqlx::query(
+        Self::query(
             "INSERT INTO upload_parts (upload_id, part_number, size, etag) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (upload_id, part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag",
         )
@@ -59,7 +59,7 @@ impl UploadStore for This {
     }
 
     async fn list_parts(&self, upload_id: &str) -> Result<Vec<Part>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT part_number, size, etag FROM upload_parts WHERE upload_id = $1 ORDER BY part_number",
         )
         .bind(upload_id)
@@ -68,17 +68,17 @@ impl UploadStore for This {
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        let done = Self::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1")
+        Self::query("DELETE FROM upload_parts WHERE upload_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     async fn complete_upload(
@@ -88,10 +88,10 @@ impl UploadStore for This {
         file: &FileRec,
         replace: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
+        let mut tx = self.engine.begin_write(&self.pool).await?;
         if let Some(upload_id) = upload_id {
             // The uploader must still be allowed to write the project now, not only when they started.
-            let (may_write,): (bool,) = sqlx::query_as(&format!(
+            let (may_write,): (bool,) = Self::query(format!(
                 "SELECT COALESCE(u.is_admin, FALSE) OR COALESCE(m.write OR m.admin, FALSE) FROM uploads up \
                  LEFT JOIN users u ON u.username = up.owner \
                  LEFT JOIN members m ON m.kind = {PROJECT} AND m.resource_id = up.project_id AND m.username = up.owner \
@@ -104,19 +104,19 @@ impl UploadStore for This {
             if !may_write {
                 return Err(StoreError::Refused(crate::Refusal::NoProjectRight));
             }
-            let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            let gone = Self::query("DELETE FROM uploads WHERE id = $1")
                 .bind(upload_id)
                 .execute(&mut *tx)
                 .await?;
-            if gone.rows_affected() == 0 {
+            if gone == 0 {
                 return Err(StoreError::NotFound);
             }
-            sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1")
+            Self::query("DELETE FROM upload_parts WHERE upload_id = $1")
                 .bind(upload_id)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
+        Self::query(
             "INSERT INTO blobs (id, size, md5, crc32c, refs, deleting, created_at) \
              VALUES ($1, $2, $3, $4, 1, FALSE, $5)",
         )
@@ -130,22 +130,22 @@ impl UploadStore for This {
         .map_err(classify)?;
         // The folder may have been deleted while the bytes arrived; then nothing is written,
         // and the upload's bytes stay with its row for the upload sweeper.
-        check_parent(
+        Self::check_parent(
             &mut tx,
             &file.project_id,
             file.parent_id.as_deref().unwrap_or_default(),
         )
         .await?;
         if let Some(old) = replace {
-            remove_file(&mut tx, old).await?;
+            Self::remove_file(&mut tx, old).await?;
         }
-        insert_file(&mut tx, file).await?;
+        Self::insert_file(&mut tx, file).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn expired_uploads(&self, now: i64, limit: i64) -> Result<Vec<Upload>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT id, owner, project_id, parent_id, name, size, part_size, overwrite, created_at, \
              expires_at FROM uploads WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
         )

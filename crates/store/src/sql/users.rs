@@ -3,10 +3,10 @@
 use super::*;
 
 #[async_trait]
-impl UserStore for This {
+impl<E: Engine> UserStore for SqlStore<E> {
     async fn create_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        sqlx::query(
+        let mut tx = self.engine.begin_write(&self.pool).await?;
+        Self::query(
             "INSERT INTO users (username, email, is_admin, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&user.username)
@@ -16,7 +16,7 @@ impl UserStore for This {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        sqlx::query("INSERT INTO tokens (hash, username, created_at) VALUES ($1, $2, $3)")
+        Self::query("INSERT INTO tokens (hash, username, created_at) VALUES ($1, $2, $3)")
             .bind(token_hash)
             .bind(&user.username)
             .bind(user.created_at)
@@ -28,18 +28,18 @@ impl UserStore for This {
     }
 
     async fn add_token(&self, username: &str, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        Self::query(
             "INSERT INTO tokens (hash, username, created_at) \
              SELECT $1, username, $2 FROM users WHERE username = $3",
         )
         .bind(token_hash)
         .bind(egress_core::util::now_ms())
         .bind(username)
-        .execute(&mut *self.writer(&self.pool).await?)
+        .execute(&mut *self.engine.writer(&self.pool).await?)
         .await
         .map_err(classify)
         .and_then(|r| {
-            if r.rows_affected() == 1 {
+            if r == 1 {
                 Ok(())
             } else {
                 Err(StoreError::NotFound)
@@ -48,7 +48,7 @@ impl UserStore for This {
     }
 
     async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT u.username, u.email, u.is_admin, u.created_at FROM tokens t \
              JOIN users u ON u.username = t.username WHERE t.hash = $1",
         )
@@ -58,7 +58,7 @@ impl UserStore for This {
     }
 
     async fn get_user(&self, username: &str) -> Result<Option<User>> {
-        Ok(sqlx::query_as(
+        Ok(Self::query(
             "SELECT username, email, is_admin, created_at FROM users WHERE username = $1",
         )
         .bind(username)
