@@ -6,6 +6,7 @@ mod exports;
 mod files;
 mod imports;
 mod members;
+pub mod openapi;
 mod projects;
 mod ratelimit;
 mod token_cache;
@@ -85,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/user", get(users::me))
         .route("/v2/user/", get(users::me))
         .route("/v2/users/{username}", get(users::get_user))
+        .route(openapi::PATH, get(openapi::openapi_json))
         .route("/metrics", get(users::metrics))
         .merge(projects::routes())
         .merge(files::routes())
