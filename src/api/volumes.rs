@@ -791,6 +791,12 @@ fn object_json(state: &AppState, v: &VolumeRec, info: &ObjectInfo) -> VolumeObje
 fn browse_error(e: VolumeError) -> ApiError {
     match e.code.as_str() {
         "InvalidArgument" => ApiError::new(Code::BadRequest, "Invalid continuation token."),
+        // A local volume's keys have no empty, `.` or `..` segments: the caller's prefix or
+        // location is at fault, not the volume.
+        "InvalidKey" => ApiError::new(
+            Code::InvalidLocation,
+            "Invalid location: empty, '.' and '..' segments are not allowed on this volume.",
+        ),
         _ if e.retryable => ApiError::new(
             Code::ServiceError,
             format!("There was an error communicating with the service: {e}."),
