@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${EGRESS_BIN:-$PWD/target/debug/egress}
 VENV=${SCHEMATHESIS_VENV:-.venv-schemathesis}
-MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-20}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 SEED=${SCHEMATHESIS_SEED:-20240901}
 # The demo's token (src/demo.rs): the demo is for trying Egress locally, never for real data.
 TOKEN=demo-token-0123456789abcdef
@@ -25,14 +25,19 @@ fi
 
 WORK=$(mktemp -d)
 SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+RUN_PID=
+# Ends whatever this script started. Both run in the background and are waited for with
+# `wait`, which a signal interrupts, so an interrupted run cleans up at once.
+clean_up() {
+    for pid in $RUN_PID $SERVER_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
-trap stop_server EXIT
+trap clean_up EXIT
 trap 'exit 130' INT TERM
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -85,7 +90,10 @@ status=0
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
     --generation-database none \
-    --workers 1 || status=$?
+    --workers 1 &
+RUN_PID=$!
+wait "$RUN_PID" || status=$?
+RUN_PID=
 
 if [ "$status" -ne 0 ]; then
     echo "schemathesis failed; the server's last log lines:" >&2
