@@ -4,6 +4,7 @@
 
 use super::access::{file_access, Need};
 use super::auth::AuthUser;
+use super::openapi::{ErrorSchema, JobStateSchema};
 use super::views;
 use super::volumes::volume_inactive;
 use super::wire::{check_bulk_len, list_page, parse_json, Bulk, ListPage, Paging, Params, RawBody};
@@ -90,7 +91,7 @@ pub struct Export {
     pub created_on: String,
     pub destination: ExportDestination,
     /// Why the job failed, or why its last attempt did (while it is retried).
-    #[schema(required, value_type = Option<ApiError>)]
+    #[schema(required, value_type = Option<ErrorSchema>)]
     pub error: Option<Value>,
     #[schema(required, format = DateTime)]
     pub finished_on: Option<String>,
@@ -107,6 +108,7 @@ pub struct Export {
     pub source: ExportSource,
     #[schema(required, format = DateTime)]
     pub started_on: Option<String>,
+    #[schema(value_type = JobStateSchema)]
     pub state: JobState,
 }
 
@@ -431,8 +433,8 @@ async fn commit(
     request_body = ExportItems,
     responses(
         (status = 200, description = "One entry per item, in order (also at `/v2/bulk/storage/exports`).", body = Bulk<Export>),
-        (status = 400, description = "No items or more than 100, a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ApiError),
-        (status = 422, description = "The Idempotency-Key was used for another request (90000).", body = ApiError),
+        (status = 400, description = "No items or more than 100, a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 422, description = "The Idempotency-Key was used for another request (90000).", body = ErrorSchema),
     ),
 )]
 async fn create_bulk(
@@ -483,11 +485,11 @@ async fn create_bulk(
     request_body = ExportItem,
     responses(
         (status = 200, description = "The new job, PENDING.", body = Export),
-        (status = 400, description = "A read-only volume (9026), a GCS volume (9027), a bad location (9011) or property (9017, 9022, 9023, 9024), a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ApiError),
-        (status = 403, description = "The caller may not export the file (9004), it cannot be exported (9006), the caller may not write the volume (9020), or the volume is deactivated (9103).", body = ApiError),
-        (status = 404, description = "No such file (5002) or volume (9007).", body = ApiError),
-        (status = 409, description = "Another export is moving the file (90007).", body = ApiError),
-        (status = 422, description = "The Idempotency-Key was used for another request (90000).", body = ApiError),
+        (status = 400, description = "A read-only volume (9026), a GCS volume (9027), a bad location (9011) or property (9017, 9022, 9023, 9024), a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not export the file (9004), it cannot be exported (9006), the caller may not write the volume (9020), or the volume is deactivated (9103).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002) or volume (9007).", body = ErrorSchema),
+        (status = 409, description = "Another export is moving the file (90007).", body = ErrorSchema),
+        (status = 422, description = "The Idempotency-Key was used for another request (90000).", body = ErrorSchema),
     ),
 )]
 async fn create_one(
@@ -534,7 +536,7 @@ async fn own_export(state: &AppState, user: &User, id: &str) -> ApiResult<Export
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "The job.", body = Export),
-        (status = 404, description = "No such job of the caller's (9008).", body = ApiError),
+        (status = 404, description = "No such job of the caller's (9008).", body = ErrorSchema),
     ),
 )]
 async fn get_one(
@@ -562,7 +564,7 @@ struct ExportIds {
     request_body = ExportIds,
     responses(
         (status = 200, description = "One entry per id, in order.", body = Bulk<Export>),
-        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ApiError),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
     ),
 )]
 async fn get_bulk(
@@ -601,6 +603,7 @@ async fn get_bulk(
 #[allow(dead_code)] // Describes the parameters only.
 pub struct JobFilter {
     /// Only jobs in one of these states (repeatable).
+    #[param(value_type = Option<Vec<JobStateSchema>>)]
     state: Option<Vec<JobState>>,
 }
 
@@ -633,7 +636,7 @@ pub fn parse_states(params: &Params) -> ApiResult<Vec<JobState>> {
     ),
     responses(
         (status = 200, description = "One page of jobs.", body = ListPage<Export>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "An unknown state or bad paging (90000).", body = ApiError),
+        (status = 400, description = "An unknown state or bad paging (90000).", body = ErrorSchema),
     ),
 )]
 async fn list(

@@ -3,6 +3,7 @@
 
 use super::access::{parse_project_id, Need};
 use super::auth::AuthUser;
+use super::openapi::ErrorSchema;
 use super::views;
 use super::wire::{check_bulk_len, list_page, object, Body, Bulk, ListPage, Paging, Params};
 use super::AppState;
@@ -142,9 +143,9 @@ struct ChildFilter {
     ),
     responses(
         (status = 200, description = "One page of files and folders.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "Neither or both of `project` and `parent` (5029, 5031), a malformed project id (5005), a parent that is a file (5022), bad paging (90000).", body = ApiError),
-        (status = 403, description = "The caller may not read the project (3001, 5001).", body = ApiError),
-        (status = 404, description = "No such project (3002) or folder (5002).", body = ApiError),
+        (status = 400, description = "Neither or both of `project` and `parent` (5029, 5031), a malformed project id (5005), a parent that is a file (5022), bad paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the project (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or folder (5002).", body = ErrorSchema),
     ),
 )]
 async fn list(
@@ -187,9 +188,9 @@ async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRe
     params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging),
     responses(
         (status = 200, description = "One page of the folder's children.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A file, not a folder (5022); bad paging (90000).", body = ApiError),
-        (status = 403, description = "The caller may not read the project (5001).", body = ApiError),
-        (status = 404, description = "No such folder (5002).", body = ApiError),
+        (status = 400, description = "A file, not a folder (5022); bad paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such folder (5002).", body = ErrorSchema),
     ),
 )]
 async fn list_folder(
@@ -226,10 +227,10 @@ struct NewFolder {
     request_body = NewFolder,
     responses(
         (status = 200, description = "The new folder.", body = views::File),
-        (status = 400, description = "A type other than folder (5012), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ApiError),
-        (status = 403, description = "The caller may not write the destination (3001, 5001).", body = ApiError),
-        (status = 404, description = "No such project (3002) or destination folder (5026).", body = ApiError),
-        (status = 409, description = "The name is taken in the destination (5030).", body = ApiError),
+        (status = 400, description = "A type other than folder (5012), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "The name is taken in the destination (5030).", body = ErrorSchema),
     ),
 )]
 async fn create_folder(
@@ -268,8 +269,8 @@ async fn create_folder(
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "The file or folder.", body = views::File),
-        (status = 403, description = "The caller may not read its project (5001).", body = ApiError),
-        (status = 404, description = "No such file, or one the caller cannot see (5002).", body = ApiError),
+        (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file, or one the caller cannot see (5002).", body = ErrorSchema),
     ),
 )]
 async fn get_one(
@@ -314,10 +315,10 @@ struct FileChanges {
     request_body = FileChanges,
     responses(
         (status = 200, description = "The changed file.", body = views::File),
-        (status = 400, description = "A bad name (5024) or value (5033), over a limit (90000), a body that is not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller may not write its project (5001), or renames a root folder (5008).", body = ApiError),
-        (status = 404, description = "No such file (5002).", body = ApiError),
-        (status = 409, description = "The name is taken (5003), or an export is moving the file (90007).", body = ApiError),
+        (status = 400, description = "A bad name (5024) or value (5033), over a limit (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001), or renames a root folder (5008).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+        (status = 409, description = "The name is taken (5003), or an export is moving the file (90007).", body = ErrorSchema),
     ),
 )]
 async fn update(
@@ -409,10 +410,10 @@ fn parse_tags(value: Value) -> ApiResult<Vec<String>> {
     params(("id" = String, Path)),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 400, description = "A folder that is not empty (5021).", body = ApiError),
-        (status = 403, description = "The caller may not write its project, or it is a root folder (5001).", body = ApiError),
-        (status = 404, description = "No such file (5002).", body = ApiError),
-        (status = 409, description = "An export is moving the file (90007).", body = ApiError),
+        (status = 400, description = "A folder that is not empty (5021).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project, or it is a root folder (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+        (status = 409, description = "An export is moving the file (90007).", body = ErrorSchema),
     ),
 )]
 async fn remove(
@@ -464,8 +465,8 @@ type Metadata = Map<String, Value>;
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "The metadata.", body = Object),
-        (status = 403, description = "The caller may not read its project (5001).", body = ApiError),
-        (status = 404, description = "No such file (5002).", body = ApiError),
+        (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
     ),
 )]
 async fn get_metadata(
@@ -494,9 +495,9 @@ async fn save_metadata(state: &AppState, mut file: FileRec) -> ApiResult<Json<Me
     request_body(content = Object, description = "The new metadata."),
     responses(
         (status = 200, description = "The metadata now.", body = Object),
-        (status = 400, description = "A folder (5025), over a limit (90000), a body that is not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller may not write its project (5001).", body = ApiError),
-        (status = 404, description = "No such file (5002).", body = ApiError),
+        (status = 400, description = "A folder (5025), over a limit (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
     ),
 )]
 async fn replace_metadata(
@@ -521,9 +522,9 @@ async fn replace_metadata(
     request_body(content = Object, description = "The keys to set or, with `null`, remove."),
     responses(
         (status = 200, description = "The metadata now.", body = Object),
-        (status = 400, description = "A folder (5025), over a limit (90000), a body that is not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller may not write its project (5001).", body = ApiError),
-        (status = 404, description = "No such file (5002).", body = ApiError),
+        (status = 400, description = "A folder (5025), over a limit (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
     ),
 )]
 async fn merge_metadata(
@@ -547,9 +548,9 @@ async fn merge_metadata(
     request_body = Vec<String>,
     responses(
         (status = 200, description = "The tags now.", body = Vec<String>),
-        (status = 400, description = "A folder (5027), not a list of strings (5033), over a limit (90000), not JSON (90009).", body = ApiError),
-        (status = 403, description = "The caller may not write its project (5001).", body = ApiError),
-        (status = 404, description = "No such file (5002).", body = ApiError),
+        (status = 400, description = "A folder (5027), not a list of strings (5033), over a limit (90000), not JSON (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
     ),
 )]
 async fn set_tags(
@@ -606,10 +607,10 @@ pub async fn insert_autorenamed(state: &AppState, mut file: FileRec) -> ApiResul
     request_body = CopyTarget,
     responses(
         (status = 200, description = "The copy.", body = views::File),
-        (status = 400, description = "A folder (5018), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ApiError),
-        (status = 403, description = "The caller may not copy the file (5014) or write the destination (3001, 5001).", body = ApiError),
-        (status = 404, description = "No such file (5002), project (3002) or destination folder (5026).", body = ApiError),
-        (status = 409, description = "No free name in the destination (5003).", body = ApiError),
+        (status = 400, description = "A folder (5018), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not copy the file (5014) or write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "No free name in the destination (5003).", body = ErrorSchema),
     ),
 )]
 async fn copy(
@@ -668,10 +669,10 @@ async fn copy(
     request_body = CopyTarget,
     responses(
         (status = 200, description = "The moved file.", body = views::File),
-        (status = 400, description = "Another project (5015), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), a folder into itself (5033), not JSON of this shape (90009).", body = ApiError),
-        (status = 403, description = "The caller may not move the file (5032) or write the destination (3001, 5001).", body = ApiError),
-        (status = 404, description = "No such file (5002), project (3002) or destination folder (5026).", body = ApiError),
-        (status = 409, description = "The name is taken in the destination (5003), or an export is moving the file (90007).", body = ApiError),
+        (status = 400, description = "Another project (5015), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), a folder into itself (5033), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not move the file (5032) or write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "The name is taken in the destination (5003), or an export is moving the file (90007).", body = ErrorSchema),
     ),
 )]
 async fn move_to(
@@ -736,10 +737,10 @@ pub struct DownloadInfo {
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "A download URL.", body = DownloadInfo),
-        (status = 400, description = "A folder (5017).", body = ApiError),
-        (status = 403, description = "The caller may not read its project (5001), or the alias's volume is deactivated (9103).", body = ApiError),
-        (status = 404, description = "No such file (5002), or the alias's volume is gone (9007).", body = ApiError),
-        (status = 503, description = "The volume could not sign a URL (9000).", body = ApiError),
+        (status = 400, description = "A folder (5017).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read its project (5001), or the alias's volume is deactivated (9103).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), or the alias's volume is gone (9007).", body = ErrorSchema),
+        (status = 503, description = "The volume could not sign a URL (9000).", body = ErrorSchema),
     ),
 )]
 async fn download_info(
@@ -796,7 +797,7 @@ struct FileIds {
     request_body = FileIds,
     responses(
         (status = 200, description = "One entry per id, in order.", body = Bulk<views::File>),
-        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ApiError),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
     ),
 )]
 async fn bulk_get(
@@ -832,7 +833,7 @@ pub struct DeletedFile {
     request_body = FileIds,
     responses(
         (status = 200, description = "One entry per id, in order.", body = Bulk<DeletedFile>),
-        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ApiError),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
     ),
 )]
 async fn bulk_delete(

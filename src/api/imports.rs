@@ -6,6 +6,7 @@ use super::auth::AuthUser;
 use super::exports::job_not_found;
 use super::exports::JobFilter;
 use super::files::{check_name, resolve_destination};
+use super::openapi::{ErrorSchema, JobStateSchema};
 use super::views;
 use super::volumes::volume_inactive;
 use super::wire::{check_bulk_len, list_page, Body, Bulk, ListPage, Paging, Params};
@@ -96,7 +97,7 @@ pub struct Import {
     pub created_on: String,
     pub destination: ImportDestination,
     /// Why the job failed, or why its last attempt did (while it is retried).
-    #[schema(required, value_type = Option<ApiError>)]
+    #[schema(required, value_type = Option<ErrorSchema>)]
     pub error: Option<Value>,
     #[schema(required, format = DateTime)]
     pub finished_on: Option<String>,
@@ -111,6 +112,7 @@ pub struct Import {
     pub source: ImportSource,
     #[schema(required, format = DateTime)]
     pub started_on: Option<String>,
+    #[schema(value_type = JobStateSchema)]
     pub state: JobState,
 }
 
@@ -248,9 +250,9 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
     request_body = ImportItem,
     responses(
         (status = 200, description = "The new job, PENDING.", body = Import),
-        (status = 400, description = "A bad location (9011) or name (5024), a GCS volume (9017), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ApiError),
-        (status = 403, description = "The caller may not copy from the volume (9020) or write the destination (3001, 5001), or the volume is deactivated (9103).", body = ApiError),
-        (status = 404, description = "No such volume (9007), project (3002) or destination folder (5026).", body = ApiError),
+        (status = 400, description = "A bad location (9011) or name (5024), a GCS volume (9017), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not copy from the volume (9020) or write the destination (3001, 5001), or the volume is deactivated (9103).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007), project (3002) or destination folder (5026).", body = ErrorSchema),
     ),
 )]
 async fn create_one(
@@ -276,7 +278,7 @@ async fn create_one(
     request_body = ImportItems,
     responses(
         (status = 200, description = "One entry per item, in order (also at `/v2/bulk/storage/imports`).", body = Bulk<Import>),
-        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape (90009).", body = ApiError),
+        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
     ),
 )]
 async fn create_bulk(
@@ -321,7 +323,7 @@ async fn own_import(state: &AppState, user: &User, id: &str) -> ApiResult<Import
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "The job.", body = Import),
-        (status = 404, description = "No such job of the caller's (9008).", body = ApiError),
+        (status = 404, description = "No such job of the caller's (9008).", body = ErrorSchema),
     ),
 )]
 async fn get_one(
@@ -349,7 +351,7 @@ struct ImportIds {
     request_body = ImportIds,
     responses(
         (status = 200, description = "One entry per id, in order.", body = Bulk<Import>),
-        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ApiError),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
     ),
 )]
 async fn get_bulk(
@@ -383,7 +385,7 @@ async fn get_bulk(
     ),
     responses(
         (status = 200, description = "One page of jobs.", body = ListPage<Import>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "An unknown state or bad paging (90000).", body = ApiError),
+        (status = 400, description = "An unknown state or bad paging (90000).", body = ErrorSchema),
     ),
 )]
 async fn list(

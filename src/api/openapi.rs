@@ -6,7 +6,7 @@
 //! snapshot of it that a test keeps in step.
 
 use super::{exports, files, imports, projects, transfer, uploads, users, volumes};
-use crate::error::{ApiError, Code, MORE_INFO};
+use crate::error::{Code, MORE_INFO};
 use crate::model::{AccessMode, JobState};
 use crate::volume::ServiceKind;
 use axum::http::header;
@@ -165,7 +165,7 @@ impl Modify for CommonErrors {
         let components = doc.components.get_or_insert_with(Default::default);
         components
             .schemas
-            .insert(ApiError::name().into_owned(), ApiError::schema());
+            .insert(ErrorSchema::name().into_owned(), ErrorSchema::schema());
         for (_, name, description) in COMMON {
             components.responses.insert(
                 name.to_string(),
@@ -208,12 +208,17 @@ impl Modify for CommonErrors {
 
 fn error_content() -> utoipa::openapi::Content {
     ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name(ApiError::name())))
+        .schema(Some(Ref::from_schema_name(ErrorSchema::name())))
         .build()
 }
 
-/// The body of every error response: `{status, code, message, more_info}` (src/error.rs).
-impl PartialSchema for ApiError {
+/// The schema of every error body, `{status, code, message, more_info}`
+/// ([`ApiError`](crate::error::ApiError)). The
+/// schema types here stand for types of the core, so that the API's document needs nothing
+/// from the core but its values.
+pub struct ErrorSchema;
+
+impl PartialSchema for ErrorSchema {
     fn schema() -> RefOr<Schema> {
         let statuses: BTreeSet<u16> = Code::ALL.iter().map(|c| c.status()).collect();
         let codes: BTreeSet<u32> = Code::ALL.iter().map(|c| c.number()).collect();
@@ -250,7 +255,7 @@ impl PartialSchema for ApiError {
     }
 }
 
-impl ToSchema for ApiError {
+impl ToSchema for ErrorSchema {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Error")
     }
@@ -270,38 +275,47 @@ impl PartialSchema for Binary {
 
 impl ToSchema for Binary {}
 
-/// A string schema of the given values.
-fn text_enum(values: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values))
-        .into()
+/// Declares a schema type for a text enum of the core: its name in the document and its values.
+macro_rules! text_enum_schema {
+    ($(#[$doc:meta])* $schema:ident, $name:literal, $values:expr) => {
+        $(#[$doc])*
+        pub struct $schema;
+
+        impl PartialSchema for $schema {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some($values))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $schema {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
 }
 
-/// The wire texts of the model's enums, from their one spelling in src/model.rs and volume.rs.
-impl PartialSchema for JobState {
-    fn schema() -> RefOr<Schema> {
-        text_enum(JobState::ALL.iter().map(|s| s.as_str()))
-    }
-}
-
-impl ToSchema for JobState {}
-
-impl PartialSchema for AccessMode {
-    fn schema() -> RefOr<Schema> {
-        text_enum(AccessMode::ALL.iter().map(|m| m.as_str()))
-    }
-}
-
-impl ToSchema for AccessMode {}
-
-impl PartialSchema for ServiceKind {
-    fn schema() -> RefOr<Schema> {
-        text_enum([ServiceKind::S3, ServiceKind::Gcs, ServiceKind::Local].map(ServiceKind::as_str))
-    }
-}
-
-impl ToSchema for ServiceKind {}
+text_enum_schema!(
+    /// [`JobState`], as spelled in src/model.rs.
+    JobStateSchema,
+    "JobState",
+    JobState::ALL.iter().map(|s| s.as_str())
+);
+text_enum_schema!(
+    /// [`AccessMode`], as spelled in src/model.rs.
+    AccessModeSchema,
+    "AccessMode",
+    AccessMode::ALL.iter().map(|m| m.as_str())
+);
+text_enum_schema!(
+    /// [`ServiceKind`], as spelled in src/volume.rs.
+    ServiceKindSchema,
+    "ServiceKind",
+    [ServiceKind::S3, ServiceKind::Gcs, ServiceKind::Local].map(ServiceKind::as_str)
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 use super::access::Need;
 use super::auth::AuthUser;
 use super::members::{self, Members};
+use super::openapi::ErrorSchema;
 use super::views;
 use super::wire::{list_page, object, Body, ListPage, Paging, Params};
 use super::AppState;
@@ -86,8 +87,8 @@ struct NewProjectBody {
     request_body = NewProjectBody,
     responses(
         (status = 200, description = "The new project.", body = views::Project),
-        (status = 400, description = "A bad body: no name (3007), a billing group that is not a UUID (4005), over a limit (90000), not JSON of this shape (90009).", body = ApiError),
-        (status = 409, description = "No free slug for this name (3003).", body = ApiError),
+        (status = 400, description = "A bad body: no name (3007), a billing group that is not a UUID (4005), over a limit (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 409, description = "No free slug for this name (3003).", body = ErrorSchema),
     ),
 )]
 async fn create(
@@ -127,7 +128,7 @@ async fn list_for(
     params(("name" = Option<String>, Query, description = "Only projects of this name."), Paging),
     responses(
         (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ApiError),
+        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
     ),
 )]
 async fn list(
@@ -152,7 +153,7 @@ async fn list(
     ),
     responses(
         (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ApiError),
+        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
     ),
 )]
 async fn list_owned(
@@ -173,7 +174,7 @@ async fn list_owned(
     params(("owner" = String, Path), ("slug" = String, Path)),
     responses(
         (status = 200, description = "The project.", body = views::Project),
-        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ApiError),
+        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
     ),
 )]
 async fn get_one(
@@ -213,9 +214,9 @@ struct ProjectChanges {
     request_body = ProjectChanges,
     responses(
         (status = 200, description = "The changed project.", body = views::Project),
-        (status = 400, description = "A bad value (3007, 4005, 90000), or a body that is not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller is not the project's admin (3001).", body = ApiError),
-        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ApiError),
+        (status = 400, description = "A bad value (3007, 4005, 90000), or a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the project's admin (3001).", body = ErrorSchema),
+        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
     ),
 )]
 async fn update(
@@ -269,8 +270,8 @@ async fn update(
     params(("owner" = String, Path), ("slug" = String, Path)),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 403, description = "The caller is not the project's admin (3001).", body = ApiError),
-        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ApiError),
+        (status = 403, description = "The caller is not the project's admin (3001).", body = ErrorSchema),
+        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
     ),
 )]
 async fn remove(
@@ -314,8 +315,8 @@ type MemberPath = Path<(String, String, String)>;
     params(("owner" = String, Path), ("slug" = String, Path), Paging),
     responses(
         (status = 200, description = "One page of members.", body = ListPage<views::Member>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ApiError),
-        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ApiError),
+        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
+        (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
     ),
 )]
 async fn list_members(
@@ -342,10 +343,10 @@ async fn list_members(
     request_body = members::NewMember,
     responses(
         (status = 200, description = "The member.", body = views::Member),
-        (status = 400, description = "No username (3005), bad permissions (3013), a type other than USER (90000), a body that is not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller is not the project's admin (3001).", body = ApiError),
-        (status = 404, description = "No such project (3002) or user (2002).", body = ApiError),
-        (status = 409, description = "The user is the owner (3003).", body = ApiError),
+        (status = 400, description = "No username (3005), bad permissions (3013), a type other than USER (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the project's admin (3001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or user (2002).", body = ErrorSchema),
+        (status = 409, description = "The user is the owner (3003).", body = ErrorSchema),
     ),
 )]
 async fn add_member(
@@ -369,7 +370,7 @@ async fn add_member(
     params(("owner" = String, Path), ("slug" = String, Path), ("username" = String, Path)),
     responses(
         (status = 200, description = "The member.", body = views::Member),
-        (status = 404, description = "No such project or member (3002).", body = ApiError),
+        (status = 404, description = "No such project or member (3002).", body = ErrorSchema),
     ),
 )]
 async fn get_member(
@@ -394,9 +395,9 @@ async fn get_member(
     request_body = members::PermissionChanges,
     responses(
         (status = 200, description = "The member's permissions now.", body = views::Permissions),
-        (status = 400, description = "Bad permissions (3013), a body that is not JSON (90009).", body = ApiError),
-        (status = 403, description = "The caller is not the project's admin, or the member is the owner (3001).", body = ApiError),
-        (status = 404, description = "No such project or member (3002).", body = ApiError),
+        (status = 400, description = "Bad permissions (3013), a body that is not JSON (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the project's admin, or the member is the owner (3001).", body = ErrorSchema),
+        (status = 404, description = "No such project or member (3002).", body = ErrorSchema),
     ),
 )]
 async fn set_permissions(
@@ -421,8 +422,8 @@ async fn set_permissions(
     params(("owner" = String, Path), ("slug" = String, Path), ("username" = String, Path)),
     responses(
         (status = 204, description = "Removed."),
-        (status = 403, description = "The caller is not the project's admin, or the member is the owner (3001).", body = ApiError),
-        (status = 404, description = "No such project or member (3002).", body = ApiError),
+        (status = 403, description = "The caller is not the project's admin, or the member is the owner (3001).", body = ErrorSchema),
+        (status = 404, description = "No such project or member (3002).", body = ErrorSchema),
     ),
 )]
 async fn remove_member(

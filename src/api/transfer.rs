@@ -1,6 +1,7 @@
 //! Byte transfers that carry a signature instead of a token: file downloads (with `Range`)
 //! and upload parts. The client fetches these URLs with a plain HTTP session.
 
+use super::openapi::{Binary, ErrorSchema};
 use super::AppState;
 use crate::blob::{self, ByteRange, Hasher};
 use crate::error::{ApiError, ApiResult, Code};
@@ -13,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use std::sync::Arc;
 
-use super::openapi::Binary;
 use super::wire::Params;
 
 #[derive(utoipa::OpenApi)]
@@ -118,9 +118,9 @@ fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, ()> {
     responses(
         (status = 200, description = "The whole file.", content_type = "application/octet-stream", body = Binary),
         (status = 206, description = "The range asked for; `Content-Range` says which.", content_type = "application/octet-stream", body = Binary),
-        (status = 403, description = "The signature is invalid or has expired (90002).", body = ApiError),
-        (status = 404, description = "No such file (5002), or an alias's object is gone (9105).", body = ApiError),
-        (status = 416, description = "The range is outside the file (90000); `Content-Range` gives its size.", body = ApiError),
+        (status = 403, description = "The signature is invalid or has expired (90002).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), or an alias's object is gone (9105).", body = ErrorSchema),
+        (status = 416, description = "The range is outside the file (90000); `Content-Range` gives its size.", body = ErrorSchema),
     ),
 )]
 pub async fn download(
@@ -221,9 +221,9 @@ async fn alias_bytes(
     request_body(content = Binary, content_type = "application/octet-stream", description = "Exactly the part's bytes."),
     responses(
         (status = 200, description = "Stored; the `ETag` header is the MD5 of the bytes.", headers(("ETag" = String))),
-        (status = 400, description = "A part number out of range, or not exactly the part's size (8011).", body = ApiError),
-        (status = 403, description = "The signature is invalid or has expired (90002).", body = ApiError),
-        (status = 404, description = "No such upload (8003).", body = ApiError),
+        (status = 400, description = "A part number out of range, or not exactly the part's size (8011).", body = ErrorSchema),
+        (status = 403, description = "The signature is invalid or has expired (90002).", body = ErrorSchema),
+        (status = 404, description = "No such upload (8003).", body = ErrorSchema),
     ),
 )]
 pub async fn upload_part(

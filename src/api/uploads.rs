@@ -3,6 +3,7 @@
 
 use super::auth::AuthUser;
 use super::files::{check_name, resolve_destination};
+use super::openapi::ErrorSchema;
 use super::views;
 use super::wire::{Body, Params};
 use super::AppState;
@@ -172,10 +173,10 @@ struct InitBody {
     request_body = InitBody,
     responses(
         (status = 200, description = "The upload.", body = MultipartUpload),
-        (status = 400, description = "A bad name (5024), size (8012) or part size (8013), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), a bad `overwrite` (90000), not JSON of this shape (90009).", body = ApiError),
-        (status = 403, description = "The caller may not write the destination (3001, 5001).", body = ApiError),
-        (status = 404, description = "No such project (3002) or destination folder (5026).", body = ApiError),
-        (status = 409, description = "The name is taken and `overwrite` was not asked, or is a folder's (8004).", body = ApiError),
+        (status = 400, description = "A bad name (5024), size (8012) or part size (8013), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), a bad `overwrite` (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "The name is taken and `overwrite` was not asked, or is a folder's (8004).", body = ErrorSchema),
     ),
 )]
 async fn init(
@@ -233,7 +234,7 @@ async fn own_upload(state: &AppState, user: &User, id: &str) -> ApiResult<Upload
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "The upload.", body = MultipartUpload),
-        (status = 404, description = "No such upload of the caller's (8003).", body = ApiError),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
     ),
 )]
 async fn info(
@@ -271,8 +272,8 @@ pub enum PartMethod {
     params(("id" = String, Path), ("number" = i64, Path, description = "1 to the upload's `parts`.")),
     responses(
         (status = 200, description = "The part's URL.", body = PartUrl),
-        (status = 400, description = "A part number out of range (8011) or not a number (90000).", body = ApiError),
-        (status = 404, description = "No such upload of the caller's (8003).", body = ApiError),
+        (status = 400, description = "A part number out of range (8011) or not a number (90000).", body = ErrorSchema),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
     ),
 )]
 async fn part_url(
@@ -319,8 +320,8 @@ pub struct ReceivedPart {
     request_body = PartReport,
     responses(
         (status = 200, description = "The part as received.", body = ReceivedPart),
-        (status = 400, description = "A part number out of range (8011), a part not received or with another ETag (8008), not JSON of this shape (90009).", body = ApiError),
-        (status = 404, description = "No such upload of the caller's (8003).", body = ApiError),
+        (status = 400, description = "A part number out of range (8011), a part not received or with another ETag (8008), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
     ),
 )]
 async fn report_part(
@@ -375,9 +376,9 @@ async fn report_part(
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "The new file.", body = views::File),
-        (status = 400, description = "A part is missing or of the wrong size (8007).", body = ApiError),
-        (status = 404, description = "No such upload of the caller's (8003), or its folder is gone (5026).", body = ApiError),
-        (status = 409, description = "The name was taken meanwhile (8004).", body = ApiError),
+        (status = 400, description = "A part is missing or of the wrong size (8007).", body = ErrorSchema),
+        (status = 404, description = "No such upload of the caller's (8003), or its folder is gone (5026).", body = ErrorSchema),
+        (status = 409, description = "The name was taken meanwhile (8004).", body = ErrorSchema),
     ),
 )]
 async fn complete(
@@ -460,7 +461,7 @@ async fn complete(
     params(("id" = String, Path)),
     responses(
         (status = 204, description = "Aborted."),
-        (status = 404, description = "No such upload of the caller's (8003).", body = ApiError),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
     ),
 )]
 async fn abort(

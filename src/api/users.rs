@@ -2,6 +2,7 @@
 //! `/metrics`.
 
 use super::auth::AuthUser;
+use super::openapi::ErrorSchema;
 use super::views;
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
@@ -129,7 +130,7 @@ pub async fn me(State(state): State<Arc<AppState>>, AuthUser(user): AuthUser) ->
     params(("username" = String, Path)),
     responses(
         (status = 200, description = "The user; another user's contact details, email and role are null.", body = views::User),
-        (status = 404, description = "No such user (2002).", body = ApiError),
+        (status = 404, description = "No such user (2002).", body = ErrorSchema),
     ),
 )]
 pub async fn get_user(
@@ -156,7 +157,7 @@ pub async fn get_user(
     tag = "server",
     responses(
         (status = 200, description = "The Prometheus text exposition format.", body = String, content_type = "text/plain"),
-        (status = 403, description = "The caller is not a platform administrator (90002).", body = ApiError),
+        (status = 403, description = "The caller is not a platform administrator (90002).", body = ErrorSchema),
     ),
 )]
 pub async fn metrics(

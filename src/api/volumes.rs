@@ -3,6 +3,7 @@
 use super::access::Need;
 use super::auth::AuthUser;
 use super::members::{self, Members};
+use super::openapi::{AccessModeSchema, ErrorSchema, ServiceKindSchema};
 use super::views;
 use super::wire::{list_page, object, Body, ListPage, Paging, Params};
 use super::AppState;
@@ -83,6 +84,7 @@ pub fn volume_inactive() -> ApiError {
 /// A volume: a bucket (or a folder on the server) connected to Egress.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Volume {
+    #[schema(value_type = AccessModeSchema)]
     pub access_mode: AccessMode,
     /// A deactivated volume cannot be browsed, exported to or imported from.
     pub active: bool,
@@ -123,6 +125,7 @@ pub struct VolumeService {
     #[schema(nullable = false)]
     pub root: Option<String>,
     #[serde(rename = "type")]
+    #[schema(value_type = ServiceKindSchema)]
     pub kind: ServiceKind,
 }
 
@@ -307,10 +310,10 @@ struct NewService {
     request_body = NewVolume,
     responses(
         (status = 200, description = "The new volume.", body = Volume),
-        (status = 400, description = "A bad name (9013, 9014), access mode (9015), service (9016, 9017, 9057, 9025) or property (9017, 9022, 9023, 9024), not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The bucket refuses reads (9001) or writes (9002), or a local volume by a user who is not an administrator (9020).", body = ApiError),
-        (status = 409, description = "The caller has a volume of this name (9010).", body = ApiError),
-        (status = 503, description = "The bucket's service failed (9000).", body = ApiError),
+        (status = 400, description = "A bad name (9013, 9014), access mode (9015), service (9016, 9017, 9057, 9025) or property (9017, 9022, 9023, 9024), not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The bucket refuses reads (9001) or writes (9002), or a local volume by a user who is not an administrator (9020).", body = ErrorSchema),
+        (status = 409, description = "The caller has a volume of this name (9010).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
     ),
 )]
 async fn create(
@@ -383,7 +386,7 @@ fn local_volume_root(state: &AppState, user: &User, root: &str) -> ApiResult<Str
     params(Paging),
     responses(
         (status = 200, description = "One page of volumes.", body = ListPage<Volume>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "Bad paging (90000).", body = ApiError),
+        (status = 400, description = "Bad paging (90000).", body = ErrorSchema),
     ),
 )]
 async fn list(
@@ -406,8 +409,8 @@ async fn list(
     params(("owner" = String, Path), ("name" = String, Path)),
     responses(
         (status = 200, description = "The volume.", body = Volume),
-        (status = 403, description = "The caller may not read the volume (9020).", body = ApiError),
-        (status = 404, description = "No such volume, or one the caller cannot see (9007).", body = ApiError),
+        (status = 403, description = "The caller may not read the volume (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume, or one the caller cannot see (9007).", body = ErrorSchema),
     ),
 )]
 async fn get_one(
@@ -542,11 +545,11 @@ struct VolumeChanges {
     request_body = VolumeChanges,
     responses(
         (status = 200, description = "The changed volume.", body = Volume),
-        (status = 400, description = "A bad value (9015, 9017, 9057, 90000), not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller is not the volume's admin, or changes the service without being its owner (9020); the bucket refuses access (9001, 9002).", body = ApiError),
-        (status = 404, description = "No such volume (9007).", body = ApiError),
-        (status = 409, description = "Exports or imports on the volume are unfinished (90007).", body = ApiError),
-        (status = 503, description = "The bucket's service failed (9000).", body = ApiError),
+        (status = 400, description = "A bad value (9015, 9017, 9057, 90000), not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the volume's admin, or changes the service without being its owner (9020); the bucket refuses access (9001, 9002).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+        (status = 409, description = "Exports or imports on the volume are unfinished (90007).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
     ),
 )]
 async fn update(
@@ -666,9 +669,9 @@ fn jobs_running() -> ApiError {
     params(("owner" = String, Path), ("name" = String, Path)),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 403, description = "The caller is not the volume's admin (9020).", body = ApiError),
-        (status = 404, description = "No such volume (9007).", body = ApiError),
-        (status = 409, description = "The volume is active, has aliases in projects, or has unfinished jobs (90007).", body = ApiError),
+        (status = 403, description = "The caller is not the volume's admin (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+        (status = 409, description = "The volume is active, has aliases in projects, or has unfinished jobs (90007).", body = ErrorSchema),
     ),
 )]
 async fn remove(
@@ -743,6 +746,7 @@ pub struct VolumeObject {
     #[schema(value_type = Object)]
     pub metadata: Value,
     #[serde(rename = "type")]
+    #[schema(value_type = ServiceKindSchema)]
     pub kind: ServiceKind,
     /// The volume's id.
     pub volume: String,
@@ -823,10 +827,10 @@ fn browse_error(e: VolumeError) -> ApiError {
     ),
     responses(
         (status = 200, description = "One page of the listing.", body = VolumeListing),
-        (status = 400, description = "A bad prefix (9011), continuation token or paging (90000).", body = ApiError),
-        (status = 403, description = "The caller may not read the volume (9020), or it is deactivated or refuses access (9103).", body = ApiError),
-        (status = 404, description = "No such volume (9007).", body = ApiError),
-        (status = 503, description = "The bucket's service failed (9000).", body = ApiError),
+        (status = 400, description = "A bad prefix (9011), continuation token or paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the volume (9020), or it is deactivated or refuses access (9103).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
     ),
 )]
 async fn browse(
@@ -926,10 +930,10 @@ fn href_of(state: &AppState, uri: &Uri, token: Option<&str>) -> String {
     ),
     responses(
         (status = 200, description = "The object.", body = VolumeObject),
-        (status = 400, description = "No or a bad location (9011).", body = ApiError),
-        (status = 403, description = "The caller may not read the volume (9020), or it is deactivated or refuses access (9103).", body = ApiError),
-        (status = 404, description = "No such volume (9007) or object (9105).", body = ApiError),
-        (status = 503, description = "The bucket's service failed (9000).", body = ApiError),
+        (status = 400, description = "No or a bad location (9011).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the volume (9020), or it is deactivated or refuses access (9103).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or object (9105).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
     ),
 )]
 async fn object_info(
@@ -978,9 +982,9 @@ async fn members<'a>(
     params(("owner" = String, Path), ("name" = String, Path), Paging),
     responses(
         (status = 200, description = "One page of members.", body = ListPage<views::Member>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "Bad paging (90000).", body = ApiError),
-        (status = 403, description = "The caller may not read the volume (9020).", body = ApiError),
-        (status = 404, description = "No such volume (9007).", body = ApiError),
+        (status = 400, description = "Bad paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the volume (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
     ),
 )]
 async fn list_members(
@@ -1007,10 +1011,10 @@ async fn list_members(
     request_body = members::NewMember,
     responses(
         (status = 200, description = "The member.", body = views::Member),
-        (status = 400, description = "No username (3005), bad permissions (3013), a type other than USER (90000), not a JSON object (90009).", body = ApiError),
-        (status = 403, description = "The caller is not the volume's admin (9020).", body = ApiError),
-        (status = 404, description = "No such volume (9007) or user (2002).", body = ApiError),
-        (status = 409, description = "The user is the owner (3003).", body = ApiError),
+        (status = 400, description = "No username (3005), bad permissions (3013), a type other than USER (90000), not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the volume's admin (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or user (2002).", body = ErrorSchema),
+        (status = 409, description = "The user is the owner (3003).", body = ErrorSchema),
     ),
 )]
 async fn add_member(
@@ -1034,8 +1038,8 @@ async fn add_member(
     params(("owner" = String, Path), ("name" = String, Path), ("username" = String, Path)),
     responses(
         (status = 200, description = "The member.", body = views::Member),
-        (status = 403, description = "The caller may not read the volume (9020).", body = ApiError),
-        (status = 404, description = "No such volume (9007) or member (3002).", body = ApiError),
+        (status = 403, description = "The caller may not read the volume (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or member (3002).", body = ErrorSchema),
     ),
 )]
 async fn get_member(
@@ -1060,9 +1064,9 @@ async fn get_member(
     request_body = members::PermissionChanges,
     responses(
         (status = 200, description = "The member's permissions now.", body = views::Permissions),
-        (status = 400, description = "Bad permissions (3013), not JSON (90009).", body = ApiError),
-        (status = 403, description = "The caller is not the volume's admin (9020), or the member is the owner (3001).", body = ApiError),
-        (status = 404, description = "No such volume (9007) or member (3002).", body = ApiError),
+        (status = 400, description = "Bad permissions (3013), not JSON (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the volume's admin (9020), or the member is the owner (3001).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or member (3002).", body = ErrorSchema),
     ),
 )]
 async fn set_permissions(
@@ -1087,8 +1091,8 @@ async fn set_permissions(
     params(("owner" = String, Path), ("name" = String, Path), ("username" = String, Path)),
     responses(
         (status = 204, description = "Removed."),
-        (status = 403, description = "The caller is not the volume's admin (9020), or the member is the owner (3001).", body = ApiError),
-        (status = 404, description = "No such volume (9007) or member (3002).", body = ApiError),
+        (status = 403, description = "The caller is not the volume's admin (9020), or the member is the owner (3001).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or member (3002).", body = ErrorSchema),
     ),
 )]
 async fn remove_member(

@@ -296,13 +296,13 @@ impl From<ApiError> for BulkError {
 /// The same schema as every error: `Error`.
 impl utoipa::PartialSchema for BulkError {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        ApiError::schema()
+        super::openapi::ErrorSchema::schema()
     }
 }
 
 impl ToSchema for BulkError {
     fn name() -> std::borrow::Cow<'static, str> {
-        ApiError::name()
+        super::openapi::ErrorSchema::name()
     }
 }
 
