@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-pub use egress_core::error::{Code, SbgError};
+pub use egress_core::error::{Code, SbgError, MORE_INFO};
 use egress_engine::services::VolumeAccessError;
 use egress_store::StoreError;
 

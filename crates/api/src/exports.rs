@@ -4,14 +4,15 @@
 
 use super::access::{file_access, Need};
 use super::auth::AuthUser;
+use super::openapi::{ErrorSchema, JobStateSchema};
 use super::views;
 use super::volumes::volume_inactive;
-use super::wire::{bulk_entry, check_bulk_len, list_page, parse_json, Params, RawBody};
+use super::wire::{check_bulk_len, list_page, parse_json, Bulk, ListPage, Paging, Params, RawBody};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use egress_core::util::{format_ms, new_long_id, now_ms, sha256_hex};
@@ -20,10 +21,11 @@ use egress_store::{
     AccessMode, ExportRec, FileRec, Idempotent, JobState, Perms, Project, StoreError, User,
     VolumeRec,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -35,32 +37,85 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/bulk/storage/exports/get", post(get_bulk))
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_one, list, get_one, create_bulk, get_bulk))]
+pub struct ApiDoc;
+
 type St = State<Arc<AppState>>;
 
-#[derive(Deserialize)]
-struct Source {
-    file: String,
+/// The platform file an export moves (or copies).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct ExportSource {
+    /// The file's id.
+    pub file: String,
 }
 
-#[derive(Deserialize)]
-struct Destination {
-    volume: String,
-    location: String,
+/// Where an export writes.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct ExportDestination {
+    /// Relative to the volume's prefix.
+    #[schema(min_length = 1)]
+    pub location: String,
+    /// The volume's id, `owner/name`.
+    pub volume: String,
 }
 
-#[derive(Deserialize)]
+/// One export to submit.
+#[derive(Deserialize, ToSchema)]
 struct ExportItem {
-    source: Source,
-    destination: Destination,
+    source: ExportSource,
+    destination: ExportDestination,
+    /// Over the volume's defaults.
     #[serde(default)]
+    #[schema(value_type = Option<super::volumes::Properties>)]
     properties: Option<Map<String, Value>>,
+    /// Replace an object already at the location.
     #[serde(default)]
     overwrite: bool,
 }
 
-#[derive(Deserialize)]
-struct BulkBody {
+/// Exports to submit together.
+#[derive(Deserialize, ToSchema)]
+struct ExportItems {
+    /// 1 to 100 items.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<ExportItem>,
+}
+
+/// An export job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Export {
+    /// The file stays on the platform and a copy goes to the volume.
+    pub copy_only: bool,
+    #[schema(format = DateTime)]
+    pub created_on: String,
+    pub destination: ExportDestination,
+    /// Why the job failed, or why its last attempt did (while it is retried).
+    #[schema(required, value_type = Option<ErrorSchema>)]
+    pub error: Option<Value>,
+    #[schema(required, format = DateTime)]
+    pub finished_on: Option<String>,
+    pub href: String,
+    pub id: String,
+    pub overwrite: bool,
+    pub progress: ExportProgress,
+    /// The properties in effect: the export's over the volume's over `AES256`.
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    /// The file, an alias of the object, once the job has completed.
+    #[schema(required)]
+    pub result: Option<views::File>,
+    pub source: ExportSource,
+    #[schema(required, format = DateTime)]
+    pub started_on: Option<String>,
+    #[schema(value_type = JobStateSchema)]
+    pub state: JobState,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportProgress {
+    pub bytes_copied: i64,
+    pub bytes_total: i64,
 }
 
 pub fn job_not_found() -> ApiError {
@@ -73,12 +128,12 @@ fn new_export_id() -> String {
 }
 
 /// The Export resource; `result` is the file once the job has completed.
-pub async fn render(state: &AppState, e: &ExportRec) -> ApiResult<Value> {
+pub async fn render(state: &AppState, e: &ExportRec) -> ApiResult<Export> {
     Ok(render_all(state, std::slice::from_ref(e)).await?.remove(0))
 }
 
 /// Renders jobs, loading the result files of the completed ones in one query.
-async fn render_all(state: &AppState, jobs: &[ExportRec]) -> ApiResult<Vec<Value>> {
+async fn render_all(state: &AppState, jobs: &[ExportRec]) -> ApiResult<Vec<Export>> {
     let done: Vec<String> = jobs
         .iter()
         .filter(|e| e.state == JobState::Completed)
@@ -109,24 +164,31 @@ async fn render_all(state: &AppState, jobs: &[ExportRec]) -> ApiResult<Vec<Value
         .collect())
 }
 
-fn to_json(state: &AppState, e: &ExportRec, result: Option<&FileRec>) -> Value {
-    let result = result.map(|f| views::file(state.base(), f));
-    json!({
-        "href": format!("{}/v2/storage/exports/{}", state.base(), e.id),
-        "id": e.id,
-        "state": e.state,
-        "source": {"file": e.file_id},
-        "destination": {"volume": e.volume_id, "location": e.location},
-        "properties": e.properties,
-        "overwrite": e.overwrite,
-        "copy_only": e.copy_only,
-        "started_on": e.started_at.map(format_ms),
-        "finished_on": e.finished_at.map(format_ms),
-        "created_on": format_ms(e.created_at),
-        "error": e.error.as_ref().map(|j| j.0.clone()),
-        "result": result,
-        "progress": {"bytes_copied": e.bytes_copied, "bytes_total": e.bytes_total},
-    })
+fn to_json(state: &AppState, e: &ExportRec, result: Option<&FileRec>) -> Export {
+    Export {
+        copy_only: e.copy_only,
+        created_on: format_ms(e.created_at),
+        destination: ExportDestination {
+            location: e.location.clone(),
+            volume: e.volume_id.clone(),
+        },
+        error: e.error.as_ref().map(|j| j.0.clone()),
+        finished_on: e.finished_at.map(format_ms),
+        href: format!("{}/v2/storage/exports/{}", state.base(), e.id),
+        id: e.id.clone(),
+        overwrite: e.overwrite,
+        progress: ExportProgress {
+            bytes_copied: e.bytes_copied,
+            bytes_total: e.bytes_total,
+        },
+        properties: e.properties.clone(),
+        result: result.map(|f| views::file(state.base(), f)),
+        source: ExportSource {
+            file: e.file_id.clone(),
+        },
+        started_on: e.started_at.map(format_ms),
+        state: e.state,
+    }
 }
 
 /// What the items of one request need, looked up together: the files and the move exports
@@ -316,14 +378,17 @@ impl Idempotency {
         }
     }
 
-    fn record(&self, user: &User, response: &Value) -> Option<Idempotent> {
-        self.key.as_ref().map(|key| Idempotent {
+    fn record(&self, user: &User, response: &impl Serialize) -> ApiResult<Option<Idempotent>> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        Ok(Some(Idempotent {
             owner: user.username.clone(),
             key: key.clone(),
             request: self.request.clone(),
-            response: response.to_string(),
+            response: serde_json::to_string(response).map_err(anyhow::Error::from)?,
             created_at: now_ms(),
-        })
+        }))
     }
 }
 
@@ -334,25 +399,44 @@ async fn commit(
     user: &User,
     idem: &Idempotency,
     jobs: &[ExportRec],
-    response: Value,
-) -> ApiResult<Value> {
+    response: impl Serialize,
+) -> ApiResult<Response> {
     match state
         .store
-        .insert_exports(jobs, idem.record(user, &response).as_ref())
+        .insert_exports(jobs, idem.record(user, &response)?.as_ref())
         .await
     {
         Ok(()) => {
             state.jobs.notify_one();
-            Ok(response)
+            Ok(Json(response).into_response())
         }
         Err(StoreError::Conflict) => idem
             .replay(state, user)
             .await?
+            .map(|first| Json(first).into_response())
             .ok_or_else(|| ApiError::from(Code::Internal)),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Submits up to 100 exports; each entry is the job or the error its item met. With an
+/// `Idempotency-Key`, a repeated request gets the first answer.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/storage/exports/create",
+    tag = "exports",
+    operation_id = "create_exports",
+    params(
+        ("copy_only" = Option<bool>, Query, description = "Copy the files to the volume and keep them on the platform, instead of moving them."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible characters; a repeated request with it gets the first answer."),
+    ),
+    request_body = ExportItems,
+    responses(
+        (status = 200, description = "One entry per item, in order (also at `/v2/bulk/storage/exports`).", body = Bulk<Export>),
+        (status = 400, description = "No items or more than 100, a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 422, description = "The Idempotency-Key was used for another request (90000).", body = ErrorSchema),
+    ),
+)]
 async fn create_bulk(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -360,13 +444,13 @@ async fn create_bulk(
     headers: HeaderMap,
     params: Params,
     RawBody(body): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let idem = Idempotency::new(&headers, &uri, &body)?;
     if let Some(first) = idem.replay(&state, &user).await? {
-        return Ok(Json(first));
+        return Ok(Json(first).into_response());
     }
     let copy_only = params.flag("copy_only")?;
-    let request: BulkBody = parse_json(&body)?;
+    let request: ExportItems = parse_json(&body)?;
     check_bulk_len(request.items.len())?;
     let mut taken = HashSet::new();
     let file_ids = request.items.iter().map(|i| i.source.file.clone());
@@ -380,15 +464,34 @@ async fn create_bulk(
         .filter_map(|r| r.as_ref().ok().cloned())
         .collect();
     // New jobs are PENDING: nothing to load to render them.
-    let items: Vec<Value> = results
-        .into_iter()
-        .map(|r| bulk_entry(r.map(|job| to_json(&state, &job, None))))
-        .collect();
-    Ok(Json(
-        commit(&state, &user, &idem, &jobs, json!({"items": items})).await?,
-    ))
+    let response = Bulk::new(
+        results
+            .into_iter()
+            .map(|r| r.map(|job| to_json(&state, &job, None))),
+    );
+    commit(&state, &user, &idem, &jobs, response).await
 }
 
+/// Submits one export. With an `Idempotency-Key`, a repeated request gets the first answer.
+#[utoipa::path(
+    post,
+    path = "/v2/storage/exports",
+    tag = "exports",
+    operation_id = "create_export",
+    params(
+        ("copy_only" = Option<bool>, Query, description = "Copy the file to the volume and keep it on the platform, instead of moving it."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible characters; a repeated request with it gets the first answer."),
+    ),
+    request_body = ExportItem,
+    responses(
+        (status = 200, description = "The new job, PENDING.", body = Export),
+        (status = 400, description = "A read-only volume (9026), a GCS volume (9027), a bad location (9011) or property (9017, 9022, 9023, 9024), a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not export the file (9004), it cannot be exported (9006), the caller may not write the volume (9020), or the volume is deactivated (9103).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002) or volume (9007).", body = ErrorSchema),
+        (status = 409, description = "Another export is moving the file (90007).", body = ErrorSchema),
+        (status = 422, description = "The Idempotency-Key was used for another request (90000).", body = ErrorSchema),
+    ),
+)]
 async fn create_one(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -396,10 +499,10 @@ async fn create_one(
     headers: HeaderMap,
     params: Params,
     RawBody(body): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let idem = Idempotency::new(&headers, &uri, &body)?;
     if let Some(first) = idem.replay(&state, &user).await? {
-        return Ok(Json(first));
+        return Ok(Json(first).into_response());
     }
     let item: ExportItem = parse_json(&body)?;
     let mut lookups = Lookups::load(&state, vec![item.source.file.clone()]).await?;
@@ -413,9 +516,7 @@ async fn create_one(
     )
     .await?;
     let response = render(&state, &job).await?;
-    Ok(Json(
-        commit(&state, &user, &idem, std::slice::from_ref(&job), response).await?,
-    ))
+    commit(&state, &user, &idem, std::slice::from_ref(&job), response).await
 }
 
 /// An export the caller submitted (platform admins see all).
@@ -426,25 +527,51 @@ async fn own_export(state: &AppState, user: &User, id: &str) -> ApiResult<Export
     }
 }
 
+/// An export of the caller's (platform administrators see all).
+#[utoipa::path(
+    get,
+    path = "/v2/storage/exports/{id}",
+    tag = "exports",
+    operation_id = "get_export",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The job.", body = Export),
+        (status = 404, description = "No such job of the caller's (9008).", body = ErrorSchema),
+    ),
+)]
 async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Export>> {
     let e = own_export(&state, &user, &id).await?;
     Ok(Json(render(&state, &e).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ExportIds {
+    /// 1 to 100 export ids.
+    #[schema(min_items = 1, max_items = 100)]
     export_ids: Vec<String>,
 }
 
+/// Gets up to 100 exports; each entry is the job or the error it met.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/storage/exports/get",
+    tag = "exports",
+    operation_id = "get_exports",
+    request_body = ExportIds,
+    responses(
+        (status = 200, description = "One entry per id, in order.", body = Bulk<Export>),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+    ),
+)]
 async fn get_bulk(
     State(state): St,
     AuthUser(user): AuthUser,
     RawBody(body): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Bulk<Export>>> {
     let request: ExportIds = parse_json(&body)?;
     check_bulk_len(request.export_ids.len())?;
     let found: HashMap<String, ExportRec> = state
@@ -461,19 +588,23 @@ async fn get_bulk(
         .filter_map(|id| found.get(id).cloned())
         .collect();
     let mut rendered = render_all(&state, &jobs).await?.into_iter();
-    let items: Vec<Value> = request
-        .export_ids
-        .iter()
-        .map(|id| match found.get(id) {
-            Some(_) => bulk_entry(
-                rendered
-                    .next()
-                    .ok_or_else(|| ApiError::from(Code::Internal)),
-            ),
-            None => bulk_entry(Err(job_not_found())),
-        })
-        .collect();
-    Ok(Json(json!({"items": items})))
+    let results = request.export_ids.iter().map(|id| match found.get(id) {
+        Some(_) => rendered
+            .next()
+            .ok_or_else(|| ApiError::from(Code::Internal)),
+        None => Err(job_not_found()),
+    });
+    Ok(Json(Bulk::new(results)))
+}
+
+/// The filters of a job listing, for the API document (`parse_states` reads `state`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+pub struct JobFilter {
+    /// Only jobs in one of these states (repeatable).
+    #[param(value_type = Option<Vec<JobStateSchema>>)]
+    state: Option<Vec<JobState>>,
 }
 
 /// The `state` filters of a job listing (repeatable).
@@ -492,6 +623,22 @@ pub fn parse_states(params: &Params) -> ApiResult<Vec<JobState>> {
         .collect()
 }
 
+/// The caller's exports.
+#[utoipa::path(
+    get,
+    path = "/v2/storage/exports",
+    tag = "exports",
+    operation_id = "list_exports",
+    params(
+        ("volume" = Option<String>, Query, description = "Only exports to this volume."),
+        JobFilter,
+        Paging,
+    ),
+    responses(
+        (status = 200, description = "One page of jobs.", body = ListPage<Export>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "An unknown state or bad paging (90000).", body = ErrorSchema),
+    ),
+)]
 async fn list(
     State(state): St,
     AuthUser(user): AuthUser,

@@ -3,8 +3,9 @@
 
 use super::access::{parse_project_id, Need};
 use super::auth::AuthUser;
+use super::openapi::ErrorSchema;
 use super::views;
-use super::wire::{bulk_entry, check_bulk_len, list_page, object, Body, Params};
+use super::wire::{check_bulk_len, list_page, object, Body, Bulk, ListPage, Paging, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -15,9 +16,10 @@ use axum::{Json, Router};
 use egress_core::limits;
 use egress_core::util::now_ms;
 use egress_store::{FileFilter, FileRec, StoreError, User};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -37,6 +39,26 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/bulk/files/get", post(bulk_get))
         .route("/v2/bulk/files/delete", post(bulk_delete))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    create_folder,
+    get_one,
+    update,
+    remove,
+    list_folder,
+    get_metadata,
+    replace_metadata,
+    merge_metadata,
+    set_tags,
+    copy,
+    move_to,
+    download_info,
+    bulk_get,
+    bulk_delete
+))]
+pub struct ApiDoc;
 
 type St = State<Arc<AppState>>;
 
@@ -92,10 +114,40 @@ async fn list_children(
         tags: params.all("tag"),
     };
     let (files, total) = state.store.list_children(&folder.id, &filter, page).await?;
-    let items = files.iter().map(|f| views::file(state.base(), f)).collect();
+    let items: Vec<views::File> = files.iter().map(|f| views::file(state.base(), f)).collect();
     Ok(list_page(state.base(), uri, page, total, items))
 }
 
+/// The filters of a folder listing, for the API document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+struct ChildFilter {
+    /// Only children of one of these names (repeatable).
+    name: Option<Vec<String>>,
+    /// Only children with one of these tags (repeatable).
+    tag: Option<Vec<String>>,
+}
+
+/// The children of a project's root folder (`project`) or of a folder (`parent`).
+#[utoipa::path(
+    get,
+    path = "/v2/files",
+    tag = "files",
+    operation_id = "list_files",
+    params(
+        ("project" = Option<String>, Query, description = "A project id, `owner/slug`; exactly one of `project` and `parent`."),
+        ("parent" = Option<String>, Query, description = "A folder's id."),
+        ChildFilter,
+        Paging,
+    ),
+    responses(
+        (status = 200, description = "One page of files and folders.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "Neither or both of `project` and `parent` (5029, 5031), a malformed project id (5005), a parent that is a file (5022), bad paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the project (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or folder (5002).", body = ErrorSchema),
+    ),
+)]
 async fn list(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -128,6 +180,19 @@ async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRe
     Ok(folder)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/files/{id}/list",
+    tag = "files",
+    operation_id = "list_folder",
+    params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging),
+    responses(
+        (status = 200, description = "One page of the folder's children.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "A file, not a folder (5022); bad paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such folder (5002).", body = ErrorSchema),
+    ),
+)]
 async fn list_folder(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -139,20 +204,40 @@ async fn list_folder(
     list_children(&state, &uri, &folder, &params).await
 }
 
-#[derive(Deserialize)]
+/// A new folder, in a project's root folder (`project`) or in a folder (`parent`).
+#[derive(Deserialize, ToSchema)]
 struct NewFolder {
+    /// A file or folder name: 1 to 255 bytes, no `/` or control characters, not `.` or `..`.
+    #[schema(min_length = 1, pattern = "^[^/]+$")]
     name: String,
+    /// `folder` (any case).
     #[serde(rename = "type")]
     kind: String,
+    /// A project id, `owner/slug`; exactly one of `project` and `parent`.
     project: Option<String>,
+    /// A folder's id.
     parent: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/files",
+    tag = "files",
+    operation_id = "create_folder",
+    request_body = NewFolder,
+    responses(
+        (status = 200, description = "The new folder.", body = views::File),
+        (status = 400, description = "A type other than folder (5012), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "The name is taken in the destination (5030).", body = ErrorSchema),
+    ),
+)]
 async fn create_folder(
     State(state): St,
     AuthUser(user): AuthUser,
     Body(body): Body<NewFolder>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::File>> {
     if !body.kind.eq_ignore_ascii_case("folder") {
         return Err(ApiError::from(Code::InvalidFileType));
     }
@@ -176,11 +261,23 @@ async fn create_folder(
     Ok(Json(views::file(state.base(), &folder)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/files/{id}",
+    tag = "files",
+    operation_id = "get_file",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The file or folder.", body = views::File),
+        (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file, or one the caller cannot see (5002).", body = ErrorSchema),
+    ),
+)]
 async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::File>> {
     let (file, _) = state.file_for(&user, &id, Need::Read).await?;
     Ok(Json(views::file(state.base(), &file)))
 }
@@ -193,12 +290,43 @@ fn name_clash(e: StoreError) -> ApiError {
     }
 }
 
+/// What a file update may change. The file's read-only fields (`id`, `href`, `size`, `project`,
+/// `parent`, `type`, `created_on`, `modified_on`, `storage`, `origin`, `checksums`) are ignored.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only; the handler reads it field by field.
+struct FileChanges {
+    /// A new name (not for a project's root folder).
+    #[schema(min_length = 1, pattern = "^[^/]+$")]
+    name: Option<String>,
+    /// Merged into the metadata; a `null` value removes its key.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Map<String, Value>>,
+    /// Replaces the tags.
+    tags: Option<Vec<String>>,
+}
+
+/// Renames a file or changes its metadata or tags; needs write on its project.
+#[utoipa::path(
+    patch,
+    path = "/v2/files/{id}",
+    tag = "files",
+    operation_id = "update_file",
+    params(("id" = String, Path)),
+    request_body = FileChanges,
+    responses(
+        (status = 200, description = "The changed file.", body = views::File),
+        (status = 400, description = "A bad name (5024) or value (5033), over a limit (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001), or renames a root folder (5008).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+        (status = 409, description = "The name is taken (5003), or an export is moving the file (90007).", body = ErrorSchema),
+    ),
+)]
 async fn update(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::File>> {
     let (mut file, _) = state.file_for(&user, &id, Need::Write).await?;
     let (mut metadata_changed, mut tags_changed) = (false, false);
     for (key, value) in object(body)? {
@@ -273,6 +401,21 @@ fn parse_tags(value: Value) -> ApiResult<Vec<String>> {
         .map_err(|_| ApiError::new(Code::InvalidFileRequest, "Tags must be a list of strings."))
 }
 
+/// Deletes a file or an empty folder; needs write on its project.
+#[utoipa::path(
+    delete,
+    path = "/v2/files/{id}",
+    tag = "files",
+    operation_id = "delete_file",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, description = "A folder that is not empty (5021).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project, or it is a root folder (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+        (status = 409, description = "An export is moving the file (90007).", body = ErrorSchema),
+    ),
+)]
 async fn remove(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -311,51 +454,111 @@ async fn editable_metadata(state: &AppState, user: &User, id: &str) -> ApiResult
     Ok(file)
 }
 
+/// A file's metadata: any JSON values under string keys.
+type Metadata = Map<String, Value>;
+
+#[utoipa::path(
+    get,
+    path = "/v2/files/{id}/metadata",
+    tag = "files",
+    operation_id = "get_file_metadata",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The metadata.", body = Object),
+        (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+    ),
+)]
 async fn get_metadata(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Metadata>> {
     let (file, _) = state.file_for(&user, &id, Need::Read).await?;
-    Ok(Json(Value::Object(file.metadata)))
+    Ok(Json(file.metadata))
 }
 
-async fn save_metadata(state: &AppState, mut file: FileRec) -> ApiResult<Json<Value>> {
+async fn save_metadata(state: &AppState, mut file: FileRec) -> ApiResult<Json<Metadata>> {
     limits::check_metadata(&file.metadata)?;
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
-    Ok(Json(Value::Object(file.metadata)))
+    Ok(Json(file.metadata))
 }
 
+/// Replaces a file's metadata (`null` values are dropped); needs write on its project.
+#[utoipa::path(
+    put,
+    path = "/v2/files/{id}/metadata",
+    tag = "files",
+    operation_id = "replace_file_metadata",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "The new metadata."),
+    responses(
+        (status = 200, description = "The metadata now.", body = Object),
+        (status = 400, description = "A folder (5025), over a limit (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+    ),
+)]
 async fn replace_metadata(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Metadata>> {
     let mut file = editable_metadata(&state, &user, &id).await?;
     file.metadata = object(body)?;
     file.metadata.retain(|_, v| !v.is_null());
     save_metadata(&state, file).await
 }
 
+/// Merges into a file's metadata (a `null` value removes its key); needs write on its project.
+#[utoipa::path(
+    patch,
+    path = "/v2/files/{id}/metadata",
+    tag = "files",
+    operation_id = "merge_file_metadata",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "The keys to set or, with `null`, remove."),
+    responses(
+        (status = 200, description = "The metadata now.", body = Object),
+        (status = 400, description = "A folder (5025), over a limit (90000), a body that is not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+    ),
+)]
 async fn merge_metadata(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Metadata>> {
     let mut file = editable_metadata(&state, &user, &id).await?;
     merge(&mut file.metadata, object(body)?);
     save_metadata(&state, file).await
 }
 
+/// Replaces a file's tags; needs write on its project.
+#[utoipa::path(
+    put,
+    path = "/v2/files/{id}/tags",
+    tag = "files",
+    operation_id = "set_file_tags",
+    params(("id" = String, Path)),
+    request_body = Vec<String>,
+    responses(
+        (status = 200, description = "The tags now.", body = Vec<String>),
+        (status = 400, description = "A folder (5027), not a list of strings (5033), over a limit (90000), not JSON (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write its project (5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002).", body = ErrorSchema),
+    ),
+)]
 async fn set_tags(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<String>>> {
     let (mut file, _) = state.file_for(&user, &id, Need::Write).await?;
     if file.is_folder {
         return Err(ApiError::from(Code::FolderTags));
@@ -364,13 +567,17 @@ async fn set_tags(
     limits::check_tags(&file.tags)?;
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
-    Ok(Json(json!(file.tags)))
+    Ok(Json(file.tags))
 }
 
-#[derive(Deserialize)]
+/// Where a copy or a moved file goes: a project's root folder (`project`) or a folder
+/// (`parent`), under its own name unless `name` gives another.
+#[derive(Deserialize, ToSchema)]
 struct CopyTarget {
+    /// A project id, `owner/slug`; exactly one of `project` and `parent`.
     project: Option<String>,
     parent: Option<String>,
+    #[schema(min_length = 1, pattern = "^[^/]+$")]
     name: Option<String>,
 }
 
@@ -390,12 +597,28 @@ pub async fn insert_autorenamed(state: &AppState, mut file: FileRec) -> ApiResul
     Err(ApiError::from(Code::FileExists))
 }
 
+/// Copies a file (not a folder); a taken name becomes `_1_name`, `_2_name`, ….
+#[utoipa::path(
+    post,
+    path = "/v2/files/{id}/actions/copy",
+    tag = "files",
+    operation_id = "copy_file",
+    params(("id" = String, Path)),
+    request_body = CopyTarget,
+    responses(
+        (status = 200, description = "The copy.", body = views::File),
+        (status = 400, description = "A folder (5018), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not copy the file (5014) or write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "No free name in the destination (5003).", body = ErrorSchema),
+    ),
+)]
 async fn copy(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<CopyTarget>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::File>> {
     let (source, _) = state.file_for(&user, &id, Need::Copy).await.map_err(|e| {
         if e.code == Code::FileForbidden {
             ApiError::from(Code::CopyForbidden)
@@ -436,12 +659,28 @@ async fn copy(
     Ok(Json(views::file(state.base(), &copy)))
 }
 
+/// Moves a file or folder to another folder of its project.
+#[utoipa::path(
+    post,
+    path = "/v2/files/{id}/actions/move",
+    tag = "files",
+    operation_id = "move_file",
+    params(("id" = String, Path)),
+    request_body = CopyTarget,
+    responses(
+        (status = 200, description = "The moved file.", body = views::File),
+        (status = 400, description = "Another project (5015), a bad name (5024), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), a folder into itself (5033), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not move the file (5032) or write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "The name is taken in the destination (5003), or an export is moving the file (90007).", body = ErrorSchema),
+    ),
+)]
 async fn move_to(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<CopyTarget>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::File>> {
     let (mut file, _) = state.file_for(&user, &id, Need::Write).await.map_err(|e| {
         if e.code == Code::FileForbidden {
             ApiError::from(Code::MoveForbidden)
@@ -483,11 +722,32 @@ async fn move_to(
     Ok(Json(views::file(state.base(), &file)))
 }
 
+/// A URL the file's bytes can be fetched from without a token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DownloadInfo {
+    /// Signed and expiring; a volume's own presigned URL for an alias on S3.
+    pub url: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v2/files/{id}/download_info",
+    tag = "files",
+    operation_id = "get_download_info",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "A download URL.", body = DownloadInfo),
+        (status = 400, description = "A folder (5017).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read its project (5001), or the alias's volume is deactivated (9103).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), or the alias's volume is gone (9007).", body = ErrorSchema),
+        (status = 503, description = "The volume could not sign a URL (9000).", body = ErrorSchema),
+    ),
+)]
 async fn download_info(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DownloadInfo>> {
     let (file, _) = state.file_for(&user, &id, Need::Read).await?;
     if file.is_folder {
         return Err(ApiError::from(Code::FolderDownload));
@@ -513,50 +773,84 @@ async fn download_info(
                 )
             })?;
         if let Some(url) = presigned {
-            return Ok(Json(json!({ "url": url })));
+            return Ok(Json(DownloadInfo { url }));
         }
     }
-    Ok(Json(
-        json!({"url": super::transfer::download_url(&state, &file.id)}),
-    ))
+    Ok(Json(DownloadInfo {
+        url: super::transfer::download_url(&state, &file.id),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct FileIds {
+    /// 1 to 100 file ids.
+    #[schema(min_items = 1, max_items = 100)]
     file_ids: Vec<String>,
 }
 
+/// Gets up to 100 files; each entry is the file or the error it met.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/files/get",
+    tag = "files",
+    operation_id = "bulk_get_files",
+    request_body = FileIds,
+    responses(
+        (status = 200, description = "One entry per id, in order.", body = Bulk<views::File>),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+    ),
+)]
 async fn bulk_get(
     State(state): St,
     AuthUser(user): AuthUser,
     Body(body): Body<FileIds>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Bulk<views::File>>> {
     check_bulk_len(body.file_ids.len())?;
-    let mut items = Vec::with_capacity(body.file_ids.len());
+    let mut results = Vec::with_capacity(body.file_ids.len());
     for id in &body.file_ids {
         let result = state
             .file_for(&user, id, Need::Read)
             .await
             .map(|(f, _)| views::file(state.base(), &f));
-        items.push(bulk_entry(result));
+        results.push(result);
     }
-    Ok(Json(json!({"items": items})))
+    Ok(Json(Bulk::new(results)))
 }
 
+/// A deleted file, as a bulk delete reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedFile {
+    pub href: String,
+    pub id: String,
+}
+
+/// Deletes up to 100 files; each entry is the deleted file or the error it met.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/files/delete",
+    tag = "files",
+    operation_id = "bulk_delete_files",
+    request_body = FileIds,
+    responses(
+        (status = 200, description = "One entry per id, in order.", body = Bulk<DeletedFile>),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+    ),
+)]
 async fn bulk_delete(
     State(state): St,
     AuthUser(user): AuthUser,
     Body(body): Body<FileIds>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Bulk<DeletedFile>>> {
     check_bulk_len(body.file_ids.len())?;
-    let mut items = Vec::with_capacity(body.file_ids.len());
+    let mut results = Vec::with_capacity(body.file_ids.len());
     for id in &body.file_ids {
-        let result = delete_file(&state, &user, id)
-            .await
-            .map(|f| json!({"id": f.id, "href": format!("{}/v2/files/{}", state.base(), f.id)}));
-        items.push(bulk_entry(result));
+        let result = delete_file(&state, &user, id).await.map(|f| DeletedFile {
+            href: format!("{}/v2/files/{}", state.base(), f.id),
+            id: f.id,
+        });
+        results.push(result);
     }
-    Ok(Json(json!({"items": items})))
+    Ok(Json(Bulk::new(results)))
 }
 
 #[cfg(test)]

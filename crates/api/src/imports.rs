@@ -4,10 +4,12 @@
 use super::access::Need;
 use super::auth::AuthUser;
 use super::exports::job_not_found;
+use super::exports::JobFilter;
 use super::files::{check_name, resolve_destination};
+use super::openapi::{ErrorSchema, JobStateSchema};
 use super::views;
 use super::volumes::volume_inactive;
-use super::wire::{bulk_entry, check_bulk_len, list_page, Body, Params};
+use super::wire::{check_bulk_len, list_page, Body, Bulk, ListPage, Paging, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -17,9 +19,10 @@ use axum::{Json, Router};
 use egress_core::util::{format_ms, new_long_id, now_ms};
 use egress_core::volume::{self, ServiceKind};
 use egress_store::{ImportRec, JobState, User};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -31,41 +34,107 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/bulk/storage/imports/get", post(get_bulk))
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_one, list, get_one, create_bulk, get_bulk))]
+pub struct ApiDoc;
+
 type St = State<Arc<AppState>>;
 
-#[derive(Deserialize)]
-struct Source {
-    volume: String,
-    location: String,
+/// The volume object, or folder (a location ending with `/`), an import reads.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct ImportSource {
+    /// Relative to the volume's prefix.
+    #[schema(min_length = 1)]
+    pub location: String,
+    /// The volume's id, `owner/name`.
+    pub volume: String,
 }
 
-#[derive(Deserialize, Default)]
+/// Where an import puts the file (or folder): a project's root folder (`project`) or a folder
+/// (`parent`), named `name` or after the location's last segment.
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = ImportDestinationRequest)]
 struct Destination {
+    /// A project id, `owner/slug`; exactly one of `project` and `parent`.
     project: Option<String>,
+    /// A folder's id.
     parent: Option<String>,
+    #[schema(min_length = 1, pattern = "^[^/]+$")]
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// One import to submit.
+#[derive(Deserialize, ToSchema)]
 struct ImportItem {
-    source: Source,
+    source: ImportSource,
     #[serde(default)]
     destination: Destination,
+    /// Replace a file of the same name.
     #[serde(default)]
     overwrite: bool,
-    /// The client sends it only when true.
+    /// Name the file `_1_name`, `_2_name`, … when the name is taken. The client sends it only
+    /// when true.
     #[serde(default)]
     autorename: bool,
-    /// The client sends it only when false.
+    /// A folder import recreates the folder and its sub-folders [default: true]. The client
+    /// sends it only when false.
     preserve_folder_structure: Option<bool>,
 }
 
-#[derive(Deserialize)]
-struct BulkBody {
+/// Imports to submit together.
+#[derive(Deserialize, ToSchema)]
+struct ImportItems {
+    /// 1 to 100 items.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<ImportItem>,
 }
 
-async fn render(state: &AppState, i: &ImportRec) -> ApiResult<Value> {
+/// An import job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Import {
+    pub autorename: bool,
+    #[schema(format = DateTime)]
+    pub created_on: String,
+    pub destination: ImportDestination,
+    /// Why the job failed, or why its last attempt did (while it is retried).
+    #[schema(required, value_type = Option<ErrorSchema>)]
+    pub error: Option<Value>,
+    #[schema(required, format = DateTime)]
+    pub finished_on: Option<String>,
+    pub href: String,
+    pub id: String,
+    pub overwrite: bool,
+    pub preserve_folder_structure: bool,
+    pub progress: ImportProgress,
+    /// The file or folder made, once the job has completed.
+    #[schema(required)]
+    pub result: Option<views::File>,
+    pub source: ImportSource,
+    #[schema(required, format = DateTime)]
+    pub started_on: Option<String>,
+    #[schema(value_type = JobStateSchema)]
+    pub state: JobState,
+}
+
+/// Where an import puts its result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportDestination {
+    /// The name asked for; null for the location's last segment.
+    #[schema(required)]
+    pub name: Option<String>,
+    /// The destination folder's id.
+    pub parent: String,
+    /// The project's id, `owner/slug`.
+    pub project: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportProgress {
+    /// Objects imported so far (a folder import commits them in batches).
+    pub objects_imported: i64,
+}
+
+async fn render(state: &AppState, i: &ImportRec) -> ApiResult<Import> {
     let result = match &i.result_file_id {
         Some(id) => state
             .store
@@ -74,22 +143,31 @@ async fn render(state: &AppState, i: &ImportRec) -> ApiResult<Value> {
             .map(|f| views::file(state.base(), &f)),
         None => None,
     };
-    Ok(json!({
-        "href": format!("{}/v2/storage/imports/{}", state.base(), i.id),
-        "id": i.id,
-        "state": i.state,
-        "source": {"volume": i.volume_id, "location": i.location},
-        "destination": {"project": i.project_id, "parent": i.parent_id, "name": i.name},
-        "overwrite": i.overwrite,
-        "autorename": i.autorename,
-        "preserve_folder_structure": i.preserve_folder_structure,
-        "started_on": i.started_at.map(format_ms),
-        "finished_on": i.finished_at.map(format_ms),
-        "created_on": format_ms(i.created_at),
-        "error": i.error.as_ref().map(|j| j.0.clone()),
-        "result": result,
-        "progress": {"objects_imported": i.objects_imported},
-    }))
+    Ok(Import {
+        autorename: i.autorename,
+        created_on: format_ms(i.created_at),
+        destination: ImportDestination {
+            name: i.name.clone(),
+            parent: i.parent_id.clone(),
+            project: i.project_id.clone(),
+        },
+        error: i.error.as_ref().map(|j| j.0.clone()),
+        finished_on: i.finished_at.map(format_ms),
+        href: format!("{}/v2/storage/imports/{}", state.base(), i.id),
+        id: i.id.clone(),
+        overwrite: i.overwrite,
+        preserve_folder_structure: i.preserve_folder_structure,
+        progress: ImportProgress {
+            objects_imported: i.objects_imported,
+        },
+        result,
+        source: ImportSource {
+            location: i.location.clone(),
+            volume: i.volume_id.clone(),
+        },
+        started_on: i.started_at.map(format_ms),
+        state: i.state,
+    })
 }
 
 /// Without a destination name, an object import names its file, and a folder import that keeps
@@ -163,11 +241,25 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
     })
 }
 
+/// Submits one import.
+#[utoipa::path(
+    post,
+    path = "/v2/storage/imports",
+    tag = "imports",
+    operation_id = "create_import",
+    request_body = ImportItem,
+    responses(
+        (status = 200, description = "The new job, PENDING.", body = Import),
+        (status = 400, description = "A bad location (9011) or name (5024), a GCS volume (9017), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not copy from the volume (9020) or write the destination (3001, 5001), or the volume is deactivated (9103).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007), project (3002) or destination folder (5026).", body = ErrorSchema),
+    ),
+)]
 async fn create_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Body(item): Body<ImportItem>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Import>> {
     let job = validate(&state, &user, item).await?;
     state
         .store
@@ -177,11 +269,23 @@ async fn create_one(
     Ok(Json(render(&state, &job).await?))
 }
 
+/// Submits up to 100 imports; each entry is the job or the error its item met.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/storage/imports/create",
+    tag = "imports",
+    operation_id = "create_imports",
+    request_body = ImportItems,
+    responses(
+        (status = 200, description = "One entry per item, in order (also at `/v2/bulk/storage/imports`).", body = Bulk<Import>),
+        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+    ),
+)]
 async fn create_bulk(
     State(state): St,
     AuthUser(user): AuthUser,
-    Body(body): Body<BulkBody>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<ImportItems>,
+) -> ApiResult<Json<Bulk<Import>>> {
     check_bulk_len(body.items.len())?;
     let mut results = Vec::with_capacity(body.items.len());
     for item in body.items {
@@ -195,12 +299,12 @@ async fn create_bulk(
     state.jobs.notify_one();
     let mut items = Vec::with_capacity(results.len());
     for r in results {
-        items.push(bulk_entry(match r {
+        items.push(match r {
             Ok(job) => render(&state, &job).await,
             Err(e) => Err(e),
-        }));
+        });
     }
-    Ok(Json(json!({"items": items})))
+    Ok(Json(Bulk::new(items)))
 }
 
 async fn own_import(state: &AppState, user: &User, id: &str) -> ApiResult<ImportRec> {
@@ -210,25 +314,51 @@ async fn own_import(state: &AppState, user: &User, id: &str) -> ApiResult<Import
     }
 }
 
+/// An import of the caller's (platform administrators see all).
+#[utoipa::path(
+    get,
+    path = "/v2/storage/imports/{id}",
+    tag = "imports",
+    operation_id = "get_import",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The job.", body = Import),
+        (status = 404, description = "No such job of the caller's (9008).", body = ErrorSchema),
+    ),
+)]
 async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Import>> {
     let i = own_import(&state, &user, &id).await?;
     Ok(Json(render(&state, &i).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ImportIds {
+    /// 1 to 100 import ids.
+    #[schema(min_items = 1, max_items = 100)]
     import_ids: Vec<String>,
 }
 
+/// Gets up to 100 imports; each entry is the job or the error it met.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/storage/imports/get",
+    tag = "imports",
+    operation_id = "get_imports",
+    request_body = ImportIds,
+    responses(
+        (status = 200, description = "One entry per id, in order.", body = Bulk<Import>),
+        (status = 400, description = "No ids or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+    ),
+)]
 async fn get_bulk(
     State(state): St,
     AuthUser(user): AuthUser,
     Body(body): Body<ImportIds>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Bulk<Import>>> {
     check_bulk_len(body.import_ids.len())?;
     let mut items = Vec::with_capacity(body.import_ids.len());
     for id in &body.import_ids {
@@ -236,11 +366,28 @@ async fn get_bulk(
             Ok(i) => render(&state, &i).await,
             Err(e) => Err(e),
         };
-        items.push(bulk_entry(result));
+        items.push(result);
     }
-    Ok(Json(json!({"items": items})))
+    Ok(Json(Bulk::new(items)))
 }
 
+/// The caller's imports.
+#[utoipa::path(
+    get,
+    path = "/v2/storage/imports",
+    tag = "imports",
+    operation_id = "list_imports",
+    params(
+        ("project" = Option<String>, Query, description = "Only imports into this project."),
+        ("volume" = Option<String>, Query, description = "Only imports from this volume."),
+        JobFilter,
+        Paging,
+    ),
+    responses(
+        (status = 200, description = "One page of jobs.", body = ListPage<Import>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "An unknown state or bad paging (90000).", body = ErrorSchema),
+    ),
+)]
 async fn list(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -259,7 +406,7 @@ async fn list(
             page,
         )
         .await?;
-    let mut items = Vec::with_capacity(jobs.len());
+    let mut items: Vec<Import> = Vec::with_capacity(jobs.len());
     for i in &jobs {
         items.push(render(&state, i).await?);
     }

@@ -9,6 +9,7 @@ pub mod http_server;
 mod imports;
 mod members;
 pub mod metrics;
+pub mod openapi;
 mod projects;
 mod ratelimit;
 pub mod signing;
@@ -89,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/user/", get(users::me))
         .route("/v2/users/{username}", get(users::get_user))
         .route("/metrics", get(users::metrics))
+        .route(openapi::PATH, get(openapi::openapi_json))
         .merge(projects::routes())
         .merge(files::routes())
         .merge(uploads::routes())

@@ -10,6 +10,32 @@ use axum::response::Response;
 use axum::Json;
 use egress_store::{Member, MemberKind, Perms};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// The body that adds a member.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only; `Members::add` reads it field by field.
+pub struct NewMember {
+    #[schema(min_length = 1)]
+    username: String,
+    /// Only `USER` (any case).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Permissions over the default (`read` only).
+    permissions: Option<PermissionChanges>,
+}
+
+/// Permissions to change; those not given stay. Volumes ignore `execute`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only; `apply_perms` reads it.
+#[serde(deny_unknown_fields)]
+pub struct PermissionChanges {
+    read: Option<bool>,
+    copy: Option<bool>,
+    write: Option<bool>,
+    execute: Option<bool>,
+    admin: Option<bool>,
+}
 
 /// The members of one resource; `href` is the absolute URL of its members collection.
 pub struct Members<'a> {
@@ -22,7 +48,7 @@ pub struct Members<'a> {
 }
 
 impl Members<'_> {
-    fn render(&self, m: &Member) -> Value {
+    fn render(&self, m: &Member) -> views::Member {
         views::member(&self.href, m)
     }
 
@@ -41,15 +67,15 @@ impl Members<'_> {
             .store
             .list_members(self.kind, self.resource_id, page)
             .await?;
-        let items = members.iter().map(|m| self.render(m)).collect();
+        let items: Vec<views::Member> = members.iter().map(|m| self.render(m)).collect();
         Ok(list_page(self.state.base(), uri, page, total, items))
     }
 
-    pub async fn get(&self, username: &str) -> ApiResult<Json<Value>> {
+    pub async fn get(&self, username: &str) -> ApiResult<Json<views::Member>> {
         Ok(Json(self.render(&self.find(username).await?)))
     }
 
-    pub async fn add(&self, body: Value) -> ApiResult<Json<Value>> {
+    pub async fn add(&self, body: Value) -> ApiResult<Json<views::Member>> {
         let body = object(body)?;
         let username = match body.get("username") {
             Some(Value::String(u)) if !u.is_empty() => u.clone(),
@@ -89,7 +115,11 @@ impl Members<'_> {
         Ok(Json(self.render(&member)))
     }
 
-    pub async fn set_permissions(&self, username: &str, body: Value) -> ApiResult<Json<Value>> {
+    pub async fn set_permissions(
+        &self,
+        username: &str,
+        body: Value,
+    ) -> ApiResult<Json<views::Permissions>> {
         let mut member = self.find(username).await?;
         if username == self.owner {
             return Err(ApiError::new(
@@ -100,9 +130,7 @@ impl Members<'_> {
         member.perms = apply_perms(member.perms, &body)?;
         self.state.store.put_member(&member).await?;
         // The client does not read the answer; the new permissions are the natural one.
-        Ok(Json(
-            views::member(&self.href, &member)["permissions"].clone(),
-        ))
+        Ok(Json(views::permissions(&member)))
     }
 
     pub async fn remove(&self, username: &str) -> ApiResult<()> {

@@ -1,6 +1,7 @@
 //! Byte transfers that carry a signature instead of a token: file downloads (with `Range`)
 //! and upload parts. The client fetches these URLs with a plain HTTP session.
 
+use super::openapi::{Binary, ErrorSchema};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::body::Body;
@@ -14,6 +15,21 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 
 use super::wire::Params;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(download, upload_part))]
+pub struct ApiDoc;
+
+/// The query of a signed URL, for the API document (`verify` reads it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+struct Signature {
+    /// Unix seconds after which the URL stops working.
+    expires: i64,
+    /// The server's signature of the URL, in hex.
+    signature: String,
+}
 
 const DOWNLOAD: &str = "download";
 const UPLOAD_PART: &str = "upload-part";
@@ -87,6 +103,26 @@ fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, ()> {
     Ok(Some(ByteRange { start, end }))
 }
 
+/// A file's bytes, from the signed URL `download_info` gives; needs no token.
+#[utoipa::path(
+    get,
+    path = "/transfer/download/{file_id}",
+    tag = "transfers",
+    operation_id = "download",
+    security(()),
+    params(
+        ("file_id" = String, Path),
+        Signature,
+        ("Range" = Option<String>, Header, nullable = false, description = "One range, `bytes=start-end`, `bytes=start-` or `bytes=-suffix`; other forms get the whole file."),
+    ),
+    responses(
+        (status = 200, description = "The whole file.", content_type = "application/octet-stream", body = Binary),
+        (status = 206, description = "The range asked for; `Content-Range` says which.", content_type = "application/octet-stream", body = Binary),
+        (status = 403, description = "The signature is invalid or has expired (90002).", body = ErrorSchema),
+        (status = 404, description = "No such file (5002), or an alias's object is gone (9105).", body = ErrorSchema),
+        (status = 416, description = "The range is outside the file (90000); `Content-Range` gives its size.", body = ErrorSchema),
+    ),
+)]
 pub async fn download(
     State(state): State<Arc<AppState>>,
     Path(file_id): Path<String>,
@@ -177,6 +213,22 @@ async fn alias_bytes(
 }
 
 /// Receives one upload part: the bytes go to platform storage, their MD5 becomes the ETag.
+/// The signed URL comes from `GET /v2/upload/multipart/{id}/part/{number}`; needs no token.
+#[utoipa::path(
+    put,
+    path = "/transfer/upload/{upload_id}/{part}",
+    tag = "transfers",
+    operation_id = "upload_part",
+    security(()),
+    params(("upload_id" = String, Path), ("part" = i64, Path), Signature),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "Exactly the part's bytes."),
+    responses(
+        (status = 200, description = "Stored; the `ETag` header is the MD5 of the bytes.", headers(("ETag" = String))),
+        (status = 400, description = "A part number out of range, or not exactly the part's size (8011).", body = ErrorSchema),
+        (status = 403, description = "The signature is invalid or has expired (90002).", body = ErrorSchema),
+        (status = 404, description = "No such upload (8003).", body = ErrorSchema),
+    ),
+)]
 pub async fn upload_part(
     State(state): State<Arc<AppState>>,
     Path((upload_id, part)): Path<(String, i64)>,

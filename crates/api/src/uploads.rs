@@ -3,6 +3,7 @@
 
 use super::auth::AuthUser;
 use super::files::{check_name, resolve_destination};
+use super::openapi::ErrorSchema;
 use super::views;
 use super::wire::{Body, Params};
 use super::AppState;
@@ -16,9 +17,10 @@ use egress_engine::services::files::{commit_file, NewFile};
 use egress_engine::services::uploads::{delete_upload_remains, part_count, part_keys};
 use egress_store::{FileFilter, FileRec, Page, Upload, User};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -30,6 +32,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/upload/multipart/{id}/part/", post(report_part))
         .route("/v2/upload/multipart/{id}/complete", post(complete))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(init, info, abort, part_url, report_part, complete))]
+pub struct ApiDoc;
 
 type St = State<Arc<AppState>>;
 
@@ -66,17 +72,34 @@ pub fn part_length(upload: &Upload, n: i64) -> ApiResult<u64> {
     Ok((upload.size - (n - 1) * upload.part_size).min(upload.part_size) as u64)
 }
 
-fn render(state: &AppState, u: &Upload) -> Value {
-    json!({
-        "href": format!("{}/v2/upload/multipart/{}", state.base(), u.id),
-        "upload_id": u.id,
-        "project": u.project_id,
-        "parent": u.parent_id,
-        "name": u.name,
-        "size": u.size,
-        "part_size": u.part_size,
-        "parts": part_count(u),
-    })
+/// A multipart upload in progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MultipartUpload {
+    pub href: String,
+    pub name: String,
+    /// The destination folder's id.
+    pub parent: String,
+    /// Every part but the last has this many bytes.
+    pub part_size: i64,
+    /// How many parts the upload has.
+    pub parts: i64,
+    /// The project's id, `owner/slug`.
+    pub project: String,
+    pub size: i64,
+    pub upload_id: String,
+}
+
+fn render(state: &AppState, u: &Upload) -> MultipartUpload {
+    MultipartUpload {
+        href: format!("{}/v2/upload/multipart/{}", state.base(), u.id),
+        name: u.name.clone(),
+        parent: u.parent_id.clone(),
+        part_size: u.part_size,
+        parts: part_count(u),
+        project: u.project_id.clone(),
+        size: u.size,
+        upload_id: u.id.clone(),
+    }
 }
 
 /// The existing file of this name in the folder, if any.
@@ -119,21 +142,48 @@ async fn check_clash(
     }
 }
 
-#[derive(Deserialize)]
+/// A new upload of one file of `size` bytes, into a project's root folder (`project`) or a
+/// folder (`parent`).
+#[derive(Deserialize, ToSchema)]
 struct InitBody {
+    /// A file or folder name: 1 to 255 bytes, no `/` or control characters, not `.` or `..`.
+    #[schema(min_length = 1, pattern = "^[^/]+$")]
     name: String,
+    /// 0 to 5 TiB.
+    #[schema(minimum = 0, maximum = 5_497_558_138_880_i64)]
     size: i64,
+    /// The part size wished for; the server raises it to at least 5 MiB and so that at most
+    /// 10,000 parts are needed.
+    #[schema(minimum = 1)]
     part_size: Option<i64>,
+    /// A project id, `owner/slug`; exactly one of `project` and `parent`.
     project: Option<String>,
+    /// A folder's id.
     parent: Option<String>,
 }
 
+/// Starts a multipart upload.
+#[utoipa::path(
+    post,
+    path = "/v2/upload/multipart",
+    tag = "uploads",
+    operation_id = "init_upload",
+    params(("overwrite" = Option<bool>, Query, description = "Replace a file of the same name.")),
+    request_body = InitBody,
+    responses(
+        (status = 200, description = "The upload.", body = MultipartUpload),
+        (status = 400, description = "A bad name (5024), size (8012) or part size (8013), neither or both of `project` and `parent` (5029, 5031), a malformed project id (3012), a parent that is a file (5022), a bad `overwrite` (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller may not write the destination (3001, 5001).", body = ErrorSchema),
+        (status = 404, description = "No such project (3002) or destination folder (5026).", body = ErrorSchema),
+        (status = 409, description = "The name is taken and `overwrite` was not asked, or is a folder's (8004).", body = ErrorSchema),
+    ),
+)]
 async fn init(
     State(state): St,
     AuthUser(user): AuthUser,
     params: Params,
     Body(body): Body<InitBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MultipartUpload>> {
     check_name(&body.name)?;
     if !(0..=MAX_SIZE).contains(&body.size) {
         return Err(ApiError::from(Code::InvalidFileSize));
@@ -175,43 +225,111 @@ async fn own_upload(state: &AppState, user: &User, id: &str) -> ApiResult<Upload
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/upload/multipart/{id}",
+    tag = "uploads",
+    operation_id = "get_upload",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The upload.", body = MultipartUpload),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
+    ),
+)]
 async fn info(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MultipartUpload>> {
     Ok(Json(render(&state, &own_upload(&state, &user, &id).await?)))
 }
 
+/// Where to send one part.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartUrl {
+    /// When `url` stops working.
+    #[schema(format = DateTime)]
+    pub expires: String,
+    pub method: PartMethod,
+    pub part_number: i64,
+    /// Signed; needs no token.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PartMethod {
+    Put,
+}
+
+/// A signed URL to `PUT` one part's bytes to.
+#[utoipa::path(
+    get,
+    path = "/v2/upload/multipart/{id}/part/{number}",
+    tag = "uploads",
+    operation_id = "get_part_url",
+    params(("id" = String, Path), ("number" = i64, Path, description = "1 to the upload's `parts`.")),
+    responses(
+        (status = 200, description = "The part's URL.", body = PartUrl),
+        (status = 400, description = "A part number out of range (8011) or not a number (90000).", body = ErrorSchema),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
+    ),
+)]
 async fn part_url(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((id, number)): Path<(String, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PartUrl>> {
     let upload = own_upload(&state, &user, &id).await?;
     part_length(&upload, number)?;
     let expires =
         egress_core::util::format_ms(now_ms() + state.settings.url_ttl.as_millis() as i64);
-    Ok(Json(json!({
-        "url": super::transfer::part_url(&state, &id, number),
-        "method": "PUT",
-        "expires": expires,
-        "part_number": number,
-    })))
+    Ok(Json(PartUrl {
+        expires,
+        method: PartMethod::Put,
+        part_number: number,
+        url: super::transfer::part_url(&state, &id, number),
+    }))
 }
 
-#[derive(Deserialize)]
+/// A part the client reports as sent, with the answer it got.
+#[derive(Deserialize, ToSchema)]
 struct PartReport {
     part_number: i64,
+    /// The part upload's response: its `headers.ETag` is checked against what arrived.
+    #[schema(value_type = Option<Object>)]
     response: Option<Value>,
 }
 
+/// A part as the server received it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceivedPart {
+    /// The MD5 of the part's bytes, in hex.
+    pub etag: String,
+    pub part_number: i64,
+    pub size: i64,
+}
+
+/// Confirms that a part arrived as the client sent it.
+#[utoipa::path(
+    post,
+    path = "/v2/upload/multipart/{id}/part",
+    tag = "uploads",
+    operation_id = "report_part",
+    params(("id" = String, Path)),
+    request_body = PartReport,
+    responses(
+        (status = 200, description = "The part as received.", body = ReceivedPart),
+        (status = 400, description = "A part number out of range (8011), a part not received or with another ETag (8008), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
+    ),
+)]
 async fn report_part(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Body(body): Body<PartReport>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReceivedPart>> {
     let upload = own_upload(&state, &user, &id).await?;
     part_length(&upload, body.part_number)?;
     let parts = state.store.list_parts(&id).await?;
@@ -242,16 +360,32 @@ async fn report_part(
             ),
         ));
     }
-    Ok(Json(
-        json!({"part_number": part.part_number, "size": part.size, "etag": part.etag}),
-    ))
+    Ok(Json(ReceivedPart {
+        etag: part.etag.clone(),
+        part_number: part.part_number,
+        size: part.size,
+    }))
 }
 
+/// Assembles the parts into the file.
+#[utoipa::path(
+    post,
+    path = "/v2/upload/multipart/{id}/complete",
+    tag = "uploads",
+    operation_id = "complete_upload",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The new file.", body = views::File),
+        (status = 400, description = "A part is missing or of the wrong size (8007).", body = ErrorSchema),
+        (status = 404, description = "No such upload of the caller's (8003), or its folder is gone (5026).", body = ErrorSchema),
+        (status = 409, description = "The name was taken meanwhile (8004).", body = ErrorSchema),
+    ),
+)]
 async fn complete(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::File>> {
     let upload = own_upload(&state, &user, &id).await?;
     let parts = state.store.list_parts(&id).await?;
     for n in 1..=part_count(&upload) {
@@ -317,6 +451,18 @@ async fn complete(
     Ok(Json(views::file(state.base(), &file)))
 }
 
+/// Abandons an upload and deletes the parts received.
+#[utoipa::path(
+    delete,
+    path = "/v2/upload/multipart/{id}",
+    tag = "uploads",
+    operation_id = "abort_upload",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Aborted."),
+        (status = 404, description = "No such upload of the caller's (8003).", body = ErrorSchema),
+    ),
+)]
 async fn abort(
     State(state): St,
     AuthUser(user): AuthUser,

@@ -2,8 +2,10 @@
 
 use super::access::Need;
 use super::auth::AuthUser;
-use super::members::Members;
-use super::wire::{list_page, object, Body, Params};
+use super::members::{self, Members};
+use super::openapi::{AccessModeSchema, ErrorSchema, ServiceKindSchema};
+use super::views;
+use super::wire::{list_page, object, Body, ListPage, Paging, Params};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -15,8 +17,10 @@ use egress_core::util::{format_ms, now_ms};
 use egress_core::volume::{self, ServiceKind};
 use egress_storage::volume::{ObjectInfo, VolumeBackend, VolumeError, VolumeErrorKind};
 use egress_store::{AccessMode, MemberKind, StoreError, User, VolumeRec};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -45,6 +49,23 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    create,
+    get_one,
+    update,
+    remove,
+    browse,
+    object_info,
+    list_members,
+    add_member,
+    get_member,
+    set_permissions,
+    remove_member
+))]
+pub struct ApiDoc;
+
 type St = State<Arc<AppState>>;
 type VolumePath = Path<(String, String)>;
 type MemberPath = Path<(String, String, String)>;
@@ -60,39 +81,113 @@ pub fn volume_inactive() -> ApiError {
     )
 }
 
-fn render(state: &AppState, v: &VolumeRec) -> Value {
+/// A volume: a bucket (or a folder on the server) connected to Egress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Volume {
+    #[schema(value_type = AccessModeSchema)]
+    pub access_mode: AccessMode,
+    /// A deactivated volume cannot be browsed, exported to or imported from.
+    pub active: bool,
+    #[schema(format = DateTime)]
+    pub created_on: String,
+    #[schema(required)]
+    pub description: Option<String>,
+    pub href: String,
+    /// `owner/name`.
+    pub id: String,
+    #[schema(format = DateTime)]
+    pub modified_on: String,
+    pub name: String,
+    pub service: VolumeService,
+}
+
+/// What the volume connects to; the secret half of its credentials is never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeService {
+    /// Empty for a local volume.
+    pub bucket: String,
+    pub credentials: Credentials,
+    /// S3 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub endpoint: Option<String>,
+    /// The volume's objects live under it; empty for the whole bucket.
+    pub prefix: String,
+    /// Export defaults: `sse_algorithm`, `sse_aws_kms_key_id`, `aws_canned_acl`, `aws_storage_class`.
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    /// S3 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub region: Option<String>,
+    /// Local volumes only: the folder on the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub root: Option<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = ServiceKindSchema)]
+    pub kind: ServiceKind,
+}
+
+/// The public half of the credentials: an S3 access key id or a GCS client email; empty for a
+/// local volume.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Credentials {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub client_email: Option<String>,
+}
+
+fn render(state: &AppState, v: &VolumeRec) -> Volume {
     let s = &v.service;
-    let credentials = match s.kind {
-        ServiceKind::S3 => json!({"access_key_id": s.credential_id}),
-        ServiceKind::Gcs => json!({"client_email": s.credential_id}),
-        ServiceKind::Local => json!({}),
+    let id = Some(s.credential_id.clone());
+    let (credentials, s3) = match s.kind {
+        ServiceKind::S3 => (
+            Credentials {
+                access_key_id: id,
+                client_email: None,
+            },
+            true,
+        ),
+        ServiceKind::Gcs => (
+            Credentials {
+                access_key_id: None,
+                client_email: id,
+            },
+            false,
+        ),
+        ServiceKind::Local => (
+            Credentials {
+                access_key_id: None,
+                client_email: None,
+            },
+            false,
+        ),
     };
-    let mut service = json!({
-        "type": s.kind.as_str(),
-        "bucket": s.bucket,
-        "prefix": s.prefix,
-        "credentials": credentials,
-        "properties": s.properties,
-    });
-    match s.kind {
-        ServiceKind::S3 => {
-            service["endpoint"] = json!(s.endpoint);
-            service["region"] = json!(s.region);
-        }
-        ServiceKind::Local => service["root"] = json!(s.root),
-        ServiceKind::Gcs => {}
+    let service = VolumeService {
+        bucket: s.bucket.clone(),
+        credentials,
+        endpoint: s3.then(|| s.endpoint.clone()),
+        prefix: s.prefix.clone(),
+        properties: s.properties.clone(),
+        region: s3.then(|| s.region.clone()),
+        root: (s.kind == ServiceKind::Local).then(|| s.root.clone()),
+        kind: s.kind,
+    };
+    Volume {
+        access_mode: v.access_mode,
+        active: v.active,
+        created_on: format_ms(v.created_at),
+        description: v.description.clone(),
+        href: format!("{}/v2/storage/volumes/{}", state.base(), v.id),
+        id: v.id.clone(),
+        modified_on: format_ms(v.modified_at),
+        name: v.name.clone(),
+        service,
     }
-    json!({
-        "href": format!("{}/v2/storage/volumes/{}", state.base(), v.id),
-        "id": v.id,
-        "name": v.name,
-        "description": v.description,
-        "access_mode": v.access_mode,
-        "active": v.active,
-        "service": service,
-        "created_on": format_ms(v.created_at),
-        "modified_on": format_ms(v.modified_at),
-    })
 }
 
 /// Turns a failed probe into the SBG error the user can act on; the S3 code says what to fix.
@@ -152,11 +247,80 @@ impl AppState {
     }
 }
 
+/// Properties of exports (`volume::check_properties` reads them): a volume's defaults, an
+/// export's own values over them.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only.
+#[serde(deny_unknown_fields)]
+pub struct Properties {
+    /// `AES256` or `aws:kms`.
+    sse_algorithm: Option<String>,
+    /// With `aws:kms` only.
+    sse_aws_kms_key_id: Option<String>,
+    /// An S3 canned ACL, such as `private` or `bucket-owner-full-control`.
+    aws_canned_acl: Option<String>,
+    /// An S3 storage class, such as `STANDARD` or `GLACIER_IR`.
+    aws_storage_class: Option<String>,
+}
+
+/// A new volume, as `volume::parse_new_volume` reads it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only.
+struct NewVolume {
+    /// 3 to 32 English letters, digits and underscores; the volume's id is `owner/name`.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,32}$")]
+    name: String,
+    description: Option<String>,
+    /// `RO` or `RW` (any case).
+    access_mode: String,
+    service: NewService,
+}
+
+/// What a new volume connects to.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only.
+struct NewService {
+    /// `s3`, `gcs` (read-only) or `local` (platform administrators only), in any case.
+    #[serde(rename = "type")]
+    kind: String,
+    /// S3 and GCS.
+    bucket: Option<String>,
+    /// A relative path without `.` or `..` segments.
+    prefix: Option<String>,
+    /// S3: `http(s)://host[:port]`, one the server allows [default: AWS S3].
+    endpoint: Option<String>,
+    /// S3 [default: `us-east-1`].
+    region: Option<String>,
+    /// Local: an absolute folder inside one the server declares.
+    root: Option<String>,
+    /// S3: `access_key_id` and `secret_access_key`; GCS: `client_email` and `private_key` (PEM).
+    #[schema(value_type = Option<Object>)]
+    credentials: Option<Map<String, Value>>,
+    /// Export defaults.
+    properties: Option<Properties>,
+}
+
+/// Connects a bucket as a volume of the caller's; its credentials are checked by reading (and,
+/// for RW, writing) the bucket.
+#[utoipa::path(
+    post,
+    path = "/v2/storage/volumes",
+    tag = "volumes",
+    operation_id = "create_volume",
+    request_body = NewVolume,
+    responses(
+        (status = 200, description = "The new volume.", body = Volume),
+        (status = 400, description = "A bad name (9013, 9014), access mode (9015), service (9016, 9017, 9057, 9025) or property (9017, 9022, 9023, 9024), not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The bucket refuses reads (9001) or writes (9002), or a local volume by a user who is not an administrator (9020).", body = ErrorSchema),
+        (status = 409, description = "The caller has a volume of this name (9010).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
+    ),
+)]
 async fn create(
     State(state): St,
     AuthUser(user): AuthUser,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Volume>> {
     let mut spec = volume::parse_new_volume(&object(body)?, &state.volume_policy)?;
     if spec.service.kind == ServiceKind::Local {
         spec.service.root = local_volume_root(&state, &user, &spec.service.root)?;
@@ -213,6 +377,18 @@ fn local_volume_root(state: &AppState, user: &User, root: &str) -> ApiResult<Str
     Ok(root.path().display().to_string())
 }
 
+/// The volumes the caller is a member of.
+#[utoipa::path(
+    get,
+    path = "/v2/storage/volumes",
+    tag = "volumes",
+    operation_id = "list_volumes",
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of volumes.", body = ListPage<Volume>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "Bad paging (90000).", body = ErrorSchema),
+    ),
+)]
 async fn list(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -221,15 +397,27 @@ async fn list(
 ) -> ApiResult<Response> {
     let page = params.page()?;
     let (volumes, total) = state.store.list_volumes(&user.username, page).await?;
-    let items = volumes.iter().map(|v| render(&state, v)).collect();
+    let items: Vec<Volume> = volumes.iter().map(|v| render(&state, v)).collect();
     Ok(list_page(state.base(), &uri, page, total, items))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/storage/volumes/{owner}/{name}",
+    tag = "volumes",
+    operation_id = "get_volume",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, description = "The volume.", body = Volume),
+        (status = 403, description = "The caller may not read the volume (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume, or one the caller cannot see (9007).", body = ErrorSchema),
+    ),
+)]
 async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name)): VolumePath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Volume>> {
     let v = state
         .volume_for(&user, &format!("{owner}/{name}"), Need::Read)
         .await?;
@@ -326,13 +514,51 @@ fn patch_service(
     Ok(secret)
 }
 
+/// What a volume update may change. `id`, `href`, `name`, `created_on` and `modified_on` are
+/// ignored.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body only; the handler reads it field by field.
+struct VolumeChanges {
+    /// `null` removes it.
+    description: Option<String>,
+    /// `RO` or `RW` (any case).
+    access_mode: Option<String>,
+    active: Option<bool>,
+    /// The owner or a platform administrator only. Keys of a new service object, each
+    /// replacing the stored one (`properties` are merged); pointing the volume elsewhere needs
+    /// the secret in `credentials` too. The type cannot change.
+    #[schema(value_type = Option<Object>)]
+    service: Option<Map<String, Value>>,
+}
+
+/// Changes a volume; needs its admin right.
+#[utoipa::path(
+    patch,
+    path = "/v2/storage/volumes/{owner}/{name}",
+    tag = "volumes",
+    operation_id = "update_volume",
+    params(
+        ("owner" = String, Path),
+        ("name" = String, Path),
+        ("force" = Option<bool>, Query, description = "Deactivate even with unfinished jobs, which fail."),
+    ),
+    request_body = VolumeChanges,
+    responses(
+        (status = 200, description = "The changed volume.", body = Volume),
+        (status = 400, description = "A bad value (9015, 9017, 9057, 90000), not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the volume's admin, or changes the service without being its owner (9020); the bucket refuses access (9001, 9002).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+        (status = 409, description = "Exports or imports on the volume are unfinished (90007).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
+    ),
+)]
 async fn update(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name)): VolumePath,
     params: Params,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Volume>> {
     let force = params.flag("force")?;
     let before = state
         .volume_for(&user, &format!("{owner}/{name}"), Need::Admin)
@@ -434,6 +660,20 @@ fn jobs_running() -> ApiError {
     )
 }
 
+/// Deletes a deactivated volume; needs its admin right.
+#[utoipa::path(
+    delete,
+    path = "/v2/storage/volumes/{owner}/{name}",
+    tag = "volumes",
+    operation_id = "delete_volume",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 403, description = "The caller is not the volume's admin (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+        (status = 409, description = "The volume is active, has aliases in projects, or has unfinished jobs (90007).", body = ErrorSchema),
+    ),
+)]
 async fn remove(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -495,15 +735,61 @@ fn encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn object_json(state: &AppState, v: &VolumeRec, info: &ObjectInfo) -> Value {
+/// An object on a volume.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeObject {
+    pub href: String,
+    /// Relative to the volume's prefix.
+    pub location: String,
+    /// `size`, `etag`, `content_type`, `last_modified`, `sse_algorithm`, `sse_aws_kms_key_id`,
+    /// `storage_class` and the object's user metadata as `x-amz-meta-<key>`.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[serde(rename = "type")]
+    #[schema(value_type = ServiceKindSchema)]
+    pub kind: ServiceKind,
+    /// The volume's id.
+    pub volume: String,
+}
+
+/// A common prefix ("folder") of a volume listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumePrefix {
+    /// The listing of this prefix.
+    pub href: String,
+    pub prefix: String,
+    pub volume: String,
+}
+
+/// One page of a volume listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeListing {
+    pub href: String,
+    pub items: Vec<VolumeObject>,
+    /// The next page, when there is one.
+    pub links: Vec<NextPage>,
+    pub prefixes: Vec<VolumePrefix>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NextPage {
+    pub next: String,
+}
+
+fn object_json(state: &AppState, v: &VolumeRec, info: &ObjectInfo) -> VolumeObject {
     let location = relative(v, &info.key);
-    json!({
-        "href": format!("{}/v2/storage/volumes/{}/object?location={}", state.base(), v.id, encode(&location)),
-        "location": location,
-        "volume": v.id,
-        "type": v.service.kind.as_str(),
-        "metadata": metadata_json(info),
-    })
+    VolumeObject {
+        href: format!(
+            "{}/v2/storage/volumes/{}/object?location={}",
+            state.base(),
+            v.id,
+            encode(&location)
+        ),
+        location,
+        metadata: metadata_json(info),
+        kind: v.service.kind,
+        volume: v.id.clone(),
+    }
 }
 
 /// The `metadata` object of a VolumeObject.
@@ -530,6 +816,12 @@ fn browse_error(e: VolumeError) -> ApiError {
         VolumeErrorKind::InvalidArgument => {
             ApiError::new(Code::BadRequest, "Invalid continuation token.")
         }
+        // A local volume's keys have no empty, `.` or `..` segments: the caller's prefix or
+        // location is at fault, not the volume.
+        VolumeErrorKind::InvalidKey if e.code == "InvalidKey" => ApiError::new(
+            Code::InvalidLocation,
+            "Invalid location: empty, '.' and '..' segments are not allowed on this volume.",
+        ),
         _ if e.is_retryable() => ApiError::new(
             Code::ServiceError,
             format!("There was an error communicating with the service: {e}."),
@@ -541,13 +833,34 @@ fn browse_error(e: VolumeError) -> ApiError {
     }
 }
 
+/// Lists a volume's objects and common prefixes under a prefix, one level deep.
+#[utoipa::path(
+    get,
+    path = "/v2/storage/volumes/{owner}/{name}/list",
+    tag = "volumes",
+    operation_id = "list_volume",
+    params(
+        ("owner" = String, Path),
+        ("name" = String, Path),
+        ("prefix" = Option<String>, Query, description = "Relative to the volume's prefix; not starting with `/`, without `..`."),
+        ("continuation_token" = Option<String>, Query, description = "From the previous page's `next` link."),
+        Paging,
+    ),
+    responses(
+        (status = 200, description = "One page of the listing.", body = VolumeListing),
+        (status = 400, description = "A bad prefix (9011), continuation token or paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the volume (9020), or it is deactivated or refuses access (9103).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
+    ),
+)]
 async fn browse(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name)): VolumePath,
     OriginalUri(uri): OriginalUri,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VolumeListing>> {
     let (v, backend) = browsable(&state, &user, &format!("{owner}/{name}")).await?;
     let page = params.page()?;
     let user_prefix = params.get("prefix").unwrap_or("");
@@ -568,31 +881,41 @@ async fn browse(
         .await
         .map_err(browse_error)?;
     let href = href_of(&state, &uri, None);
-    let items: Vec<Value> = listing
+    let items = listing
         .objects
         .iter()
         .map(|o| object_json(&state, &v, o))
         .collect();
-    let prefixes: Vec<Value> = listing
+    let prefixes = listing
         .prefixes
         .iter()
         .map(|p| {
             let rel = relative(&v, p);
-            json!({
-                "href": format!("{}/v2/storage/volumes/{}/list?prefix={}", state.base(), v.id, encode(&rel)),
-                "prefix": rel,
-                "volume": v.id,
-            })
+            VolumePrefix {
+                href: format!(
+                    "{}/v2/storage/volumes/{}/list?prefix={}",
+                    state.base(),
+                    v.id,
+                    encode(&rel)
+                ),
+                prefix: rel,
+                volume: v.id.clone(),
+            }
         })
         .collect();
-    let links: Vec<Value> = listing
+    let links = listing
         .next_token
         .iter()
-        .map(|t| json!({"next": href_of(&state, &uri, Some(t))}))
+        .map(|t| NextPage {
+            next: href_of(&state, &uri, Some(t)),
+        })
         .collect();
-    Ok(Json(
-        json!({"href": href, "items": items, "prefixes": prefixes, "links": links}),
-    ))
+    Ok(Json(VolumeListing {
+        href,
+        items,
+        links,
+        prefixes,
+    }))
 }
 
 /// The absolute URL of this listing, with `continuation_token` replaced.
@@ -615,12 +938,31 @@ fn href_of(state: &AppState, uri: &Uri, token: Option<&str>) -> String {
     }
 }
 
+/// One object's metadata.
+#[utoipa::path(
+    get,
+    path = "/v2/storage/volumes/{owner}/{name}/object",
+    tag = "volumes",
+    operation_id = "get_volume_object",
+    params(
+        ("owner" = String, Path),
+        ("name" = String, Path),
+        ("location" = String, Query, description = "Relative to the volume's prefix."),
+    ),
+    responses(
+        (status = 200, description = "The object.", body = VolumeObject),
+        (status = 400, description = "No or a bad location (9011).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the volume (9020), or it is deactivated or refuses access (9103).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or object (9105).", body = ErrorSchema),
+        (status = 503, description = "The bucket's service failed (9000).", body = ErrorSchema),
+    ),
+)]
 async fn object_info(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name)): VolumePath,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VolumeObject>> {
     let (v, backend) = browsable(&state, &user, &format!("{owner}/{name}")).await?;
     let location = params.get("location").ok_or_else(|| {
         ApiError::new(
@@ -653,6 +995,19 @@ async fn members<'a>(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/storage/volumes/{owner}/{name}/members",
+    tag = "volumes",
+    operation_id = "list_volume_members",
+    params(("owner" = String, Path), ("name" = String, Path), Paging),
+    responses(
+        (status = 200, description = "One page of members.", body = ListPage<views::Member>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "Bad paging (90000).", body = ErrorSchema),
+        (status = 403, description = "The caller may not read the volume (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007).", body = ErrorSchema),
+    ),
+)]
 async fn list_members(
     State(state): St,
     AuthUser(user): AuthUser,
@@ -667,12 +1022,28 @@ async fn list_members(
         .await
 }
 
+/// Adds a member; needs the volume's admin right.
+#[utoipa::path(
+    post,
+    path = "/v2/storage/volumes/{owner}/{name}/members",
+    tag = "volumes",
+    operation_id = "add_volume_member",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    request_body = members::NewMember,
+    responses(
+        (status = 200, description = "The member.", body = views::Member),
+        (status = 400, description = "No username (3005), bad permissions (3013), a type other than USER (90000), not a JSON object (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the volume's admin (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or user (2002).", body = ErrorSchema),
+        (status = 409, description = "The user is the owner (3003).", body = ErrorSchema),
+    ),
+)]
 async fn add_member(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name)): VolumePath,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::Member>> {
     let id = format!("{owner}/{name}");
     members(&state, &user, &id, Need::Admin)
         .await?
@@ -680,11 +1051,23 @@ async fn add_member(
         .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/storage/volumes/{owner}/{name}/members/{username}",
+    tag = "volumes",
+    operation_id = "get_volume_member",
+    params(("owner" = String, Path), ("name" = String, Path), ("username" = String, Path)),
+    responses(
+        (status = 200, description = "The member.", body = views::Member),
+        (status = 403, description = "The caller may not read the volume (9020).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or member (3002).", body = ErrorSchema),
+    ),
+)]
 async fn get_member(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name, member)): MemberPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::Member>> {
     let id = format!("{owner}/{name}");
     members(&state, &user, &id, Need::Read)
         .await?
@@ -692,12 +1075,27 @@ async fn get_member(
         .await
 }
 
+/// Changes a member's permissions; needs the volume's admin right.
+#[utoipa::path(
+    patch,
+    path = "/v2/storage/volumes/{owner}/{name}/members/{username}/permissions",
+    tag = "volumes",
+    operation_id = "set_volume_member_permissions",
+    params(("owner" = String, Path), ("name" = String, Path), ("username" = String, Path)),
+    request_body = members::PermissionChanges,
+    responses(
+        (status = 200, description = "The member's permissions now.", body = views::Permissions),
+        (status = 400, description = "Bad permissions (3013), not JSON (90009).", body = ErrorSchema),
+        (status = 403, description = "The caller is not the volume's admin (9020), or the member is the owner (3001).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or member (3002).", body = ErrorSchema),
+    ),
+)]
 async fn set_permissions(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, name, member)): MemberPath,
     Body(body): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::Permissions>> {
     let id = format!("{owner}/{name}");
     members(&state, &user, &id, Need::Admin)
         .await?
@@ -705,6 +1103,19 @@ async fn set_permissions(
         .await
 }
 
+/// Removes a member; needs the volume's admin right.
+#[utoipa::path(
+    delete,
+    path = "/v2/storage/volumes/{owner}/{name}/members/{username}",
+    tag = "volumes",
+    operation_id = "remove_volume_member",
+    params(("owner" = String, Path), ("name" = String, Path), ("username" = String, Path)),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 403, description = "The caller is not the volume's admin (9020), or the member is the owner (3001).", body = ErrorSchema),
+        (status = 404, description = "No such volume (9007) or member (3002).", body = ErrorSchema),
+    ),
+)]
 async fn remove_member(
     State(state): St,
     AuthUser(user): AuthUser,

@@ -10,7 +10,9 @@ use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use egress_store::Page;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 100;
@@ -153,6 +155,19 @@ impl Params {
     }
 }
 
+/// The paging query parameters of a list, for the API document (`Params::page` reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+pub struct Paging {
+    /// Items to skip.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+}
+
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
@@ -161,15 +176,56 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// The offset-paged list envelope: absolute `href` reproducing this page, `next`/`prev` links,
-/// and the `X-Total-Matching-Query` header the client requires.
-pub fn list_page(
+/// The offset-paged list envelope: absolute `href` reproducing this page and `next`/`prev`
+/// links. The `X-Total-Matching-Query` header, which the client requires, carries the total.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListPage<T> {
+    pub href: String,
+    pub items: Vec<T>,
+    pub links: Vec<Link>,
+}
+
+/// A link to another page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Link {
+    pub href: String,
+    pub method: LinkMethod,
+    pub rel: LinkRel,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LinkMethod {
+    Get,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkRel {
+    Next,
+    Prev,
+}
+
+/// The header with the number of items matching a list query, over all pages.
+pub const TOTAL_HEADER: &str = "x-total-matching-query";
+
+/// Answers with one page of a list: the envelope and the total in its header.
+pub fn list_page<T: Serialize>(
     public_url: &str,
     uri: &Uri,
     page: Page,
     total: i64,
-    items: Vec<Value>,
+    items: Vec<T>,
 ) -> Response {
+    let mut response = axum::Json(envelope(public_url, uri, page, total, items)).into_response();
+    response
+        .headers_mut()
+        .insert(TOTAL_HEADER, HeaderValue::from(total));
+    response
+}
+
+/// The envelope of one page of `total` items, with links to its neighbours.
+fn envelope<T>(public_url: &str, uri: &Uri, page: Page, total: i64, items: Vec<T>) -> ListPage<T> {
     let href_with_offset = |offset: i64| -> String {
         let mut query: Vec<(String, String)> = Params::parse(uri.query().unwrap_or(""))
             .0
@@ -183,30 +239,83 @@ pub fn list_page(
             .finish();
         format!("{public_url}{}?{encoded}", uri.path())
     };
+    let link = |offset: i64, rel: LinkRel| Link {
+        href: href_with_offset(offset),
+        method: LinkMethod::Get,
+        rel,
+    };
     let mut links = Vec::new();
     if page.offset + (items.len() as i64) < total {
-        links.push(json!({"href": href_with_offset(page.offset + page.limit), "rel": "next", "method": "GET"}));
+        links.push(link(page.offset + page.limit, LinkRel::Next));
     }
     if page.offset > 0 {
-        links.push(json!({"href": href_with_offset((page.offset - page.limit).max(0)), "rel": "prev", "method": "GET"}));
+        links.push(link((page.offset - page.limit).max(0), LinkRel::Prev));
     }
     let href = match uri.query() {
         Some(q) => format!("{public_url}{}?{q}", uri.path()),
         None => format!("{public_url}{}", uri.path()),
     };
-    let mut response =
-        axum::Json(json!({"href": href, "items": items, "links": links})).into_response();
-    response
-        .headers_mut()
-        .insert("x-total-matching-query", HeaderValue::from(total));
-    response
+    ListPage { href, items, links }
+}
+
+/// The bulk envelope: one entry per item of the request, in its order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bulk<T> {
+    pub items: Vec<BulkEntry<T>>,
 }
 
 /// One bulk entry: the resource, or the error that item met.
-pub fn bulk_entry(result: ApiResult<Value>) -> Value {
-    match result {
-        Ok(resource) => json!({"resource": resource}),
-        Err(error) => json!({"error": error}),
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BulkEntry<T> {
+    Resource(T),
+    Error(BulkError),
+}
+
+/// The error of one bulk item, in the SBG shape. Its keys come in alphabetical order, as they
+/// did when bulk answers were `serde_json` maps; a whole error response keeps `status` first.
+#[derive(Debug, Serialize)]
+pub struct BulkError {
+    code: u32,
+    message: String,
+    more_info: &'static str,
+    status: u16,
+}
+
+impl From<ApiError> for BulkError {
+    fn from(ApiError(e): ApiError) -> Self {
+        BulkError {
+            code: e.code.number(),
+            message: e.message,
+            more_info: crate::error::MORE_INFO,
+            status: e.code.status(),
+        }
+    }
+}
+
+/// The same schema as every error: `Error`.
+impl utoipa::PartialSchema for BulkError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        super::openapi::ErrorSchema::schema()
+    }
+}
+
+impl ToSchema for BulkError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        super::openapi::ErrorSchema::name()
+    }
+}
+
+impl<T> Bulk<T> {
+    pub fn new(results: impl IntoIterator<Item = ApiResult<T>>) -> Self {
+        let items = results
+            .into_iter()
+            .map(|result| match result {
+                Ok(resource) => BulkEntry::Resource(resource),
+                Err(error) => BulkEntry::Error(error.into()),
+            })
+            .collect();
+        Bulk { items }
     }
 }
 
@@ -230,6 +339,7 @@ pub fn check_bulk_len(len: usize) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn booleans_ignore_case() {
@@ -270,7 +380,7 @@ mod tests {
             offset: 0,
             limit: 2,
         };
-        let response = list_page("http://h", &uri, page, 3, vec![json!(1), json!(2)]);
+        let response = list_page("http://h", &uri, page, 3, vec![1, 2]);
         assert_eq!(response.headers()["x-total-matching-query"], "3");
         let last = list_page(
             "http://h",
@@ -280,8 +390,46 @@ mod tests {
                 limit: 2,
             },
             3,
-            vec![json!(3)],
+            vec![3],
         );
         assert_eq!(last.headers()["x-total-matching-query"], "3");
+    }
+
+    #[test]
+    fn envelopes_keep_their_wire_bytes() {
+        let uri: Uri = "/v2/files?project=u%2Fp&offset=2&limit=2".parse().unwrap();
+        let page = Page {
+            offset: 2,
+            limit: 2,
+        };
+        let middle = envelope(
+            "http://h",
+            &uri,
+            page,
+            5,
+            vec![json!({"id": 3}), json!({"id": 4})],
+        );
+        let link = |offset: i64, rel: &str| json!({"href": format!("http://h/v2/files?project=u%2Fp&offset={offset}&limit=2"), "rel": rel, "method": "GET"});
+        assert_eq!(
+            serde_json::to_string(&middle).unwrap(),
+            serde_json::to_string(&json!({
+                "href": "http://h/v2/files?project=u%2Fp&offset=2&limit=2",
+                "items": [{"id": 3}, {"id": 4}],
+                "links": [link(4, "next"), link(0, "prev")],
+            }))
+            .unwrap()
+        );
+        let bulk = Bulk::new([
+            Ok(json!({"id": 1})),
+            Err(ApiError::from(Code::FileNotFound)),
+        ]);
+        assert_eq!(
+            serde_json::to_string(&bulk).unwrap(),
+            serde_json::to_string(&json!({"items": [
+                {"resource": {"id": 1}},
+                {"error": ApiError::from(Code::FileNotFound)},
+            ]}))
+            .unwrap()
+        );
     }
 }

@@ -6,6 +6,7 @@ mod common;
 mod exports;
 mod files;
 mod imports;
+mod openapi;
 mod projects;
 mod security;
 mod uploads;

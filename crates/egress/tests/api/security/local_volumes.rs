@@ -293,3 +293,19 @@ fn peak_rss_kib() -> i64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A prefix or location with an empty segment is the caller's mistake (400 9011), not a volume
+/// that is inaccessible as configured (403 9103), which is what it used to get.
+#[tokio::test]
+async fn keys_with_empty_segments_are_bad_requests() {
+    let Setup {
+        s, admin, declared, ..
+    } = setup().await;
+    volume_in(&s, &admin, declared.path()).await;
+    for path in [
+        "/v2/storage/volumes/root/vol/list?prefix=a//b",
+        "/v2/storage/volumes/root/vol/object?location=a//b",
+    ] {
+        assert_error(&s.get(&admin, path).await, 400, 9011);
+    }
+}
