@@ -6,7 +6,8 @@ use serde_json::Value;
 #[tokio::test]
 async fn the_document_is_served_without_a_token_and_matches_the_snapshot() {
     let s = TestServer::start().await;
-    let committed: Value = serde_json::from_str(include_str!("../../../../docs/openapi.json")).unwrap();
+    let committed: Value =
+        serde_json::from_str(include_str!("../../../../docs/openapi.json")).unwrap();
     for token in ["", "not-a-token"] {
         let r = s.get(token, "/v2/openapi.json").await;
         assert_eq!(r.status, 200, "{:?}", r.body);
