@@ -7,6 +7,7 @@ mod exports;
 mod files;
 pub mod http_server;
 mod imports;
+mod list_filters;
 mod members;
 pub mod metrics;
 pub mod openapi;

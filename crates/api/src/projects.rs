@@ -2,6 +2,7 @@
 
 use super::access::Need;
 use super::auth::AuthUser;
+use super::list_filters;
 use super::members::{self, Members};
 use super::openapi::ErrorSchema;
 use super::views;
@@ -19,7 +20,7 @@ use egress_engine::services::projects::{check_billing_group, check_name, insert,
 use egress_store::{MemberKind, User};
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -107,10 +108,11 @@ async fn list_for(
     uri: &axum::http::Uri,
     params: &Params,
 ) -> ApiResult<Response> {
+    let filter = list_filters::project_filter(params)?;
     let page = params.page()?;
     let (projects, total) = state
         .store
-        .list_projects(&user.username, owner, params.get("name"), page)
+        .list_projects(&user.username, owner, &filter, page)
         .await?;
     let items: Vec<views::Project> = projects
         .iter()
@@ -119,16 +121,30 @@ async fn list_for(
     Ok(list_page(state.base(), uri, page, total, items))
 }
 
+/// The filters of a project listing, for the API document (`list_filters::project_filter` reads
+/// them). Other query keys are refused (90000).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+struct ProjectListFilter {
+    /// Only projects of this name.
+    name: Option<String>,
+    /// Only projects of one of these categories (repeatable).
+    category: Option<Vec<views::Category>>,
+    /// Only projects with one of these tags (repeatable).
+    tags: Option<Vec<String>>,
+}
+
 /// The projects the caller is a member of.
 #[utoipa::path(
     get,
     path = "/v2/projects",
     tag = "projects",
     operation_id = "list_projects",
-    params(("name" = Option<String>, Query, description = "Only projects of this name."), Paging),
+    params(ProjectListFilter, Paging),
     responses(
         (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
+        (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
     ),
 )]
 async fn list(
@@ -148,12 +164,12 @@ async fn list(
     operation_id = "list_owned_projects",
     params(
         ("owner" = String, Path),
-        ("name" = Option<String>, Query, description = "Only projects of this name."),
+        ProjectListFilter,
         Paging,
     ),
     responses(
         (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
+        (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
     ),
 )]
 async fn list_owned(
