@@ -3,10 +3,13 @@
 
 use super::access::{parse_project_id, Need};
 use super::auth::AuthUser;
+use super::fields::Fields;
 use super::list_filters;
 use super::openapi::ErrorSchema;
 use super::views;
-use super::wire::{check_bulk_len, list_page, object, Body, Bulk, ListPage, Paging, Params};
+use super::wire::{
+    check_bulk_len, list_page, object, Body, Bulk, ListPage, Paging, Params, Selector,
+};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -113,6 +116,7 @@ async fn list_children(
     let page = params.page()?;
     let (files, total) = state.store.list_children(&folder.id, &filter, page).await?;
     let items: Vec<views::File> = files.iter().map(|f| views::file(state.base(), f)).collect();
+    let items = Fields::from_params(params).select_all(&items);
     Ok(list_page(state.base(), uri, page, total, items))
 }
 
@@ -149,6 +153,7 @@ struct ChildFilter {
         ("parent" = Option<String>, Query, description = "A folder's id."),
         ChildFilter,
         Paging,
+        Selector,
     ),
     responses(
         (status = 200, description = "One page of files and folders.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
@@ -195,7 +200,7 @@ async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRe
     path = "/v2/files/{id}/list",
     tag = "files",
     operation_id = "list_folder",
-    params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging),
+    params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging, Selector),
     responses(
         (status = 200, description = "One page of the folder's children.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
         (status = 400, description = "A file, not a folder (5022); bad paging or a query key the list does not know (90000).", body = ErrorSchema),
@@ -277,7 +282,7 @@ async fn create_folder(
     path = "/v2/files/{id}",
     tag = "files",
     operation_id = "get_file",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), Selector),
     responses(
         (status = 200, description = "The file or folder.", body = views::File),
         (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
@@ -288,9 +293,12 @@ async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<views::File>> {
+    params: Params,
+) -> ApiResult<Json<Value>> {
     let (file, _) = state.file_for(&user, &id, Need::Read).await?;
-    Ok(Json(views::file(state.base(), &file)))
+    Ok(Json(
+        Fields::from_params(&params).select(&views::file(state.base(), &file)),
+    ))
 }
 
 fn name_clash(e: StoreError) -> ApiError {

@@ -4,6 +4,7 @@ mod access;
 mod auth;
 pub mod error;
 mod exports;
+mod fields;
 mod files;
 pub mod http_server;
 mod imports;

@@ -2,11 +2,12 @@
 
 use super::access::Need;
 use super::auth::AuthUser;
+use super::fields::Fields;
 use super::list_filters;
 use super::members::{self, Members};
 use super::openapi::ErrorSchema;
 use super::views;
-use super::wire::{list_page, object, Body, ListPage, Paging, Params};
+use super::wire::{list_page, object, Body, ListPage, Paging, Params, Selector};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -118,6 +119,7 @@ async fn list_for(
         .iter()
         .map(|p| views::project(state.base(), p))
         .collect();
+    let items = Fields::from_params(params).select_all(&items);
     Ok(list_page(state.base(), uri, page, total, items))
 }
 
@@ -141,7 +143,7 @@ struct ProjectListFilter {
     path = "/v2/projects",
     tag = "projects",
     operation_id = "list_projects",
-    params(ProjectListFilter, Paging),
+    params(ProjectListFilter, Paging, Selector),
     responses(
         (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
         (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
@@ -166,6 +168,7 @@ async fn list(
         ("owner" = String, Path),
         ProjectListFilter,
         Paging,
+        Selector,
     ),
     responses(
         (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
@@ -187,7 +190,7 @@ async fn list_owned(
     path = "/v2/projects/{owner}/{slug}",
     tag = "projects",
     operation_id = "get_project",
-    params(("owner" = String, Path), ("slug" = String, Path)),
+    params(("owner" = String, Path), ("slug" = String, Path), Selector),
     responses(
         (status = 200, description = "The project.", body = views::Project),
         (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
@@ -197,11 +200,14 @@ async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, slug)): Path<(String, String)>,
-) -> ApiResult<Json<views::Project>> {
+    params: Params,
+) -> ApiResult<Json<Value>> {
     let (project, _) = state
         .project_for(&user, &format!("{owner}/{slug}"), Need::Read)
         .await?;
-    Ok(Json(views::project(state.base(), &project)))
+    Ok(Json(
+        Fields::from_params(&params).select(&views::project(state.base(), &project)),
+    ))
 }
 
 /// The fields a project update may change. The project's read-only fields (`id`, `href`,

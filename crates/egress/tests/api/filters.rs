@@ -242,3 +242,55 @@ async fn projects_filter_by_category_tags_and_name() {
     }
     assert_error(&s.get(t, "/v2/projects/ann?bogus=1").await, 400, 90000);
 }
+
+#[tokio::test]
+async fn fields_select_keys_on_file_and_project_lists_and_gets() {
+    let s = TestServer::start().await;
+    let (t, root) = files_with_metadata(&s).await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let full = s.get(&t, "/v2/files?project=ann/p&limit=1").await;
+    let all = s
+        .get(&t, "/v2/files?project=ann/p&limit=1&fields=_all")
+        .await;
+    assert_eq!(full.body["items"], all.body["items"]);
+    assert!(keys(&full.body["items"][0]).len() > 5);
+
+    let some = s
+        .get(&t, "/v2/files?project=ann/p&limit=1&fields=name,size,nope")
+        .await;
+    assert_eq!(keys(&some.body["items"][0]), ["href", "id", "name", "size"]);
+    assert_eq!(total(&some), "4");
+    let next = some.body["links"][0]["href"].as_str().unwrap();
+    assert!(next.contains("fields=name%2Csize%2Cnope"), "{next}");
+    let listed = s
+        .get(&t, &format!("/v2/files/{root}/list?fields=tags"))
+        .await;
+    assert_eq!(keys(&listed.body["items"][0]), ["href", "id", "tags"]);
+
+    let id = full.body["items"][0]["id"].as_str().unwrap();
+    let file = s.get(&t, &format!("/v2/files/{id}?fields=metadata")).await;
+    assert_eq!(keys(&file.body), ["href", "id", "metadata"]);
+    assert_eq!(file.body["metadata"]["sample_id"], "s1");
+    let file = s.get(&t, &format!("/v2/files/{id}?fields=_all")).await;
+    assert_eq!(file.body, full.body["items"][0]);
+
+    let project = s.get(&t, "/v2/projects/ann/p?fields=name,tags").await;
+    assert_eq!(keys(&project.body), ["href", "id", "name", "tags"]);
+    let projects = s.get(&t, "/v2/projects/ann?fields=root_folder").await;
+    assert_eq!(
+        keys(&projects.body["items"][0]),
+        ["href", "id", "root_folder"]
+    );
+    assert_eq!(projects.body["items"][0]["root_folder"], root.as_str());
+    // Errors are not shaped by the selector.
+    assert_error(
+        &s.get(&t, "/v2/files/000000000000000000000000?fields=name")
+            .await,
+        404,
+        5002,
+    );
+}
