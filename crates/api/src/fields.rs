@@ -5,7 +5,11 @@
 use super::wire::Params;
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashSet;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// Keys every selection keeps.
 const ALWAYS: [&str; 2] = ["href", "id"];
@@ -44,6 +48,60 @@ impl Fields {
         resources.iter().map(|r| self.select(r)).collect()
     }
 }
+
+/// A `T` as a response with a `fields` selector shows it, for the API document: the whole `T`
+/// (a reference to its schema), or some of its keys with `href` and `id`.
+fn selection_of<T: ToSchema>() -> RefOr<Schema> {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let some_keys = ObjectBuilder::new()
+        .description(Some(
+            "Only the keys `fields` selected, with `href` and `id`.",
+        ))
+        .property("href", string())
+        .required("href")
+        .property("id", string())
+        .required("id");
+    AnyOfBuilder::new()
+        .item(Ref::from_schema_name(T::name()))
+        .item(some_keys)
+        .into()
+}
+
+/// Declares the document's schema of a resource as a `fields` selector shows it.
+macro_rules! selected_schema {
+    ($(#[$doc:meta])* $selected:ident, $of:ty) => {
+        $(#[$doc])*
+        pub struct $selected;
+
+        impl PartialSchema for $selected {
+            fn schema() -> RefOr<Schema> {
+                selection_of::<$of>()
+            }
+        }
+
+        impl ToSchema for $selected {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($selected))
+            }
+
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                schemas.push((<$of>::name().into_owned(), <$of>::schema()));
+                <$of>::schemas(schemas);
+            }
+        }
+    };
+}
+
+selected_schema!(
+    /// A file or folder as `fields` selects it.
+    SelectedFile,
+    super::views::File
+);
+selected_schema!(
+    /// A project as `fields` selects it.
+    SelectedProject,
+    super::views::Project
+);
 
 #[cfg(test)]
 mod tests {

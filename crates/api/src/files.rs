@@ -3,7 +3,7 @@
 
 use super::access::{parse_project_id, Need};
 use super::auth::AuthUser;
-use super::fields::Fields;
+use super::fields::{Fields, SelectedFile};
 use super::list_filters;
 use super::openapi::ErrorSchema;
 use super::views;
@@ -156,7 +156,7 @@ struct ChildFilter {
         Selector,
     ),
     responses(
-        (status = 200, description = "One page of files and folders.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 200, description = "One page of files and folders.", body = ListPage<SelectedFile>, headers(("X-Total-Matching-Query" = i64))),
         (status = 400, description = "Neither or both of `project` and `parent` (5029, 5031), a malformed project id (5005), a parent that is a file (5022), bad paging or a query key the list does not know (90000).", body = ErrorSchema),
         (status = 403, description = "The caller may not read the project (3001, 5001).", body = ErrorSchema),
         (status = 404, description = "No such project (3002) or folder (5002).", body = ErrorSchema),
@@ -202,7 +202,7 @@ async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRe
     operation_id = "list_folder",
     params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging, Selector),
     responses(
-        (status = 200, description = "One page of the folder's children.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 200, description = "One page of the folder's children.", body = ListPage<SelectedFile>, headers(("X-Total-Matching-Query" = i64))),
         (status = 400, description = "A file, not a folder (5022); bad paging or a query key the list does not know (90000).", body = ErrorSchema),
         (status = 403, description = "The caller may not read the project (5001).", body = ErrorSchema),
         (status = 404, description = "No such folder (5002).", body = ErrorSchema),
@@ -284,7 +284,7 @@ async fn create_folder(
     operation_id = "get_file",
     params(("id" = String, Path), Selector),
     responses(
-        (status = 200, description = "The file or folder.", body = views::File),
+        (status = 200, description = "The file or folder.", body = SelectedFile),
         (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
         (status = 404, description = "No such file, or one the caller cannot see (5002).", body = ErrorSchema),
     ),

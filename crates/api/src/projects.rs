@@ -2,7 +2,7 @@
 
 use super::access::Need;
 use super::auth::AuthUser;
-use super::fields::Fields;
+use super::fields::{Fields, SelectedProject};
 use super::list_filters;
 use super::members::{self, Members};
 use super::openapi::ErrorSchema;
@@ -145,7 +145,7 @@ struct ProjectListFilter {
     operation_id = "list_projects",
     params(ProjectListFilter, Paging, Selector),
     responses(
-        (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 200, description = "One page of projects.", body = ListPage<SelectedProject>, headers(("X-Total-Matching-Query" = i64))),
         (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
     ),
 )]
@@ -171,7 +171,7 @@ async fn list(
         Selector,
     ),
     responses(
-        (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 200, description = "One page of projects.", body = ListPage<SelectedProject>, headers(("X-Total-Matching-Query" = i64))),
         (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
     ),
 )]
@@ -192,7 +192,7 @@ async fn list_owned(
     operation_id = "get_project",
     params(("owner" = String, Path), ("slug" = String, Path), Selector),
     responses(
-        (status = 200, description = "The project.", body = views::Project),
+        (status = 200, description = "The project.", body = SelectedProject),
         (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
     ),
 )]
