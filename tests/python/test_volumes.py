@@ -62,6 +62,13 @@ def test_create_rw_and_ro_with_prefix_and_properties(api, moto):
     assert {"vera/rw_vol", "vera/ro_vol"} <= {v.id for v in api.volumes.query(limit=1).all()}
 
 
+def test_access_mode_defaults_to_rw(api, moto):
+    bucket = moto.bucket("vol-default-mode")
+    body = {k: v for k, v in s3_body(moto, bucket, "no_mode").items() if k != "access_mode"}
+    assert create(api, body).access_mode == "RW"
+    assert create(api, s3_body(moto, bucket, "null_mode", mode=None)).access_mode == "RW"
+
+
 def test_gcs_volumes_are_read_only(api):
     key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
     v = api.volumes.create_google_volume("gcs_ro", "gbucket", "svc@example.iam.gserviceaccount.com", key, "RO")
@@ -141,7 +148,7 @@ def test_bad_input_gets_the_right_codes(api, moto, moto_iam, egress):
         ({**s3_body(moto, bucket, "x" * 33)}, 400, 9014),
         ({**s3_body(moto, bucket, "has-dash")}, 400, 9014),
         ({**s3_body(moto, bucket, "")}, 400, 9013),
-        ({k: v for k, v in s3_body(moto, bucket, "no_mode").items() if k != "access_mode"}, 400, 9015),
+        (s3_body(moto, bucket, "bad_mode", mode="RX"), 400, 9015),
         ({"name": "no_service", "access_mode": "RW"}, 400, 9016),
         ({**s3_body(moto, bucket, "azure_vol"), "service": {"type": "azure"}}, 400, 9017),
         (s3_body(moto, bucket, "kms_aes", properties={"sse_algorithm": "AES256", "sse_aws_kms_key_id": "k"}), 400, 9023),

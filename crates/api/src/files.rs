@@ -3,9 +3,13 @@
 
 use super::access::{parse_project_id, Need};
 use super::auth::AuthUser;
+use super::fields::{Fields, SelectedFile};
+use super::list_filters;
 use super::openapi::ErrorSchema;
 use super::views;
-use super::wire::{check_bulk_len, list_page, object, Body, Bulk, ListPage, Paging, Params};
+use super::wire::{
+    check_bulk_len, list_page, object, Body, Bulk, ListPage, Paging, Params, Selector,
+};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -107,18 +111,18 @@ async fn list_children(
     uri: &Uri,
     folder: &FileRec,
     params: &Params,
+    filter: FileFilter,
 ) -> ApiResult<Response> {
     let page = params.page()?;
-    let filter = FileFilter {
-        names: params.all("name"),
-        tags: params.all("tag"),
-    };
     let (files, total) = state.store.list_children(&folder.id, &filter, page).await?;
     let items: Vec<views::File> = files.iter().map(|f| views::file(state.base(), f)).collect();
+    let items = Fields::from_params(params).select_all(&items);
     Ok(list_page(state.base(), uri, page, total, items))
 }
 
-/// The filters of a folder listing, for the API document.
+/// The filters of a folder listing, for the API document (`list_filters::file_filter` reads
+/// them). `metadata.<key>=<value>` (repeatable; several keys must all match) keeps children whose
+/// metadata maps the key to that string. Other query keys are refused (90000).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Describes the parameters only.
@@ -127,9 +131,18 @@ struct ChildFilter {
     name: Option<Vec<String>>,
     /// Only children with one of these tags (repeatable).
     tag: Option<Vec<String>>,
+    /// Only children made by one of these tasks (repeatable). Platform files record no
+    /// origin, so none matches.
+    #[param(rename = "origin.task")]
+    origin_task: Option<Vec<String>>,
+    /// Only children from one of these datasets (repeatable); none matches, as for `origin.task`.
+    #[param(rename = "origin.dataset")]
+    origin_dataset: Option<Vec<String>>,
 }
 
 /// The children of a project's root folder (`project`) or of a folder (`parent`).
+/// `metadata.<key>=<value>` keeps the children whose metadata maps the key to that string
+/// (repeat a key for any of several values; several keys must all match).
 #[utoipa::path(
     get,
     path = "/v2/files",
@@ -140,10 +153,11 @@ struct ChildFilter {
         ("parent" = Option<String>, Query, description = "A folder's id."),
         ChildFilter,
         Paging,
+        Selector,
     ),
     responses(
-        (status = 200, description = "One page of files and folders.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "Neither or both of `project` and `parent` (5029, 5031), a malformed project id (5005), a parent that is a file (5022), bad paging (90000).", body = ErrorSchema),
+        (status = 200, description = "One page of files and folders.", body = ListPage<SelectedFile>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "Neither or both of `project` and `parent` (5029, 5031), a malformed project id (5005), a parent that is a file (5022), bad paging or a query key the list does not know (90000).", body = ErrorSchema),
         (status = 403, description = "The caller may not read the project (3001, 5001).", body = ErrorSchema),
         (status = 404, description = "No such project (3002) or folder (5002).", body = ErrorSchema),
     ),
@@ -154,6 +168,7 @@ async fn list(
     OriginalUri(uri): OriginalUri,
     params: Params,
 ) -> ApiResult<Response> {
+    let filter = list_filters::file_filter(&params, &["project", "parent"])?;
     let folder = match (params.get("project"), params.get("parent")) {
         (Some(_), Some(_)) => return Err(ApiError::from(Code::ParentAndProject)),
         (None, None) => return Err(ApiError::from(Code::ParentOrProjectMissing)),
@@ -169,7 +184,7 @@ async fn list(
         }
         (None, Some(parent_id)) => folder_for(&state, &user, parent_id).await?,
     };
-    list_children(&state, &uri, &folder, &params).await
+    list_children(&state, &uri, &folder, &params, filter).await
 }
 
 async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRec> {
@@ -185,10 +200,10 @@ async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRe
     path = "/v2/files/{id}/list",
     tag = "files",
     operation_id = "list_folder",
-    params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging),
+    params(("id" = String, Path, description = "A folder's id."), ChildFilter, Paging, Selector),
     responses(
-        (status = 200, description = "One page of the folder's children.", body = ListPage<views::File>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A file, not a folder (5022); bad paging (90000).", body = ErrorSchema),
+        (status = 200, description = "One page of the folder's children.", body = ListPage<SelectedFile>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "A file, not a folder (5022); bad paging or a query key the list does not know (90000).", body = ErrorSchema),
         (status = 403, description = "The caller may not read the project (5001).", body = ErrorSchema),
         (status = 404, description = "No such folder (5002).", body = ErrorSchema),
     ),
@@ -200,8 +215,9 @@ async fn list_folder(
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
+    let filter = list_filters::file_filter(&params, &[])?;
     let folder = folder_for(&state, &user, &id).await?;
-    list_children(&state, &uri, &folder, &params).await
+    list_children(&state, &uri, &folder, &params, filter).await
 }
 
 /// A new folder, in a project's root folder (`project`) or in a folder (`parent`).
@@ -266,9 +282,9 @@ async fn create_folder(
     path = "/v2/files/{id}",
     tag = "files",
     operation_id = "get_file",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), Selector),
     responses(
-        (status = 200, description = "The file or folder.", body = views::File),
+        (status = 200, description = "The file or folder.", body = SelectedFile),
         (status = 403, description = "The caller may not read its project (5001).", body = ErrorSchema),
         (status = 404, description = "No such file, or one the caller cannot see (5002).", body = ErrorSchema),
     ),
@@ -277,9 +293,12 @@ async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<views::File>> {
+    params: Params,
+) -> ApiResult<Json<Value>> {
     let (file, _) = state.file_for(&user, &id, Need::Read).await?;
-    Ok(Json(views::file(state.base(), &file)))
+    Ok(Json(
+        Fields::from_params(&params).select(&views::file(state.base(), &file)),
+    ))
 }
 
 fn name_clash(e: StoreError) -> ApiError {

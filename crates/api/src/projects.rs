@@ -2,10 +2,12 @@
 
 use super::access::Need;
 use super::auth::AuthUser;
+use super::fields::{Fields, SelectedProject};
+use super::list_filters;
 use super::members::{self, Members};
 use super::openapi::ErrorSchema;
 use super::views;
-use super::wire::{list_page, object, Body, ListPage, Paging, Params};
+use super::wire::{list_page, object, Body, ListPage, Paging, Params, Selector};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, Code};
 use axum::extract::{OriginalUri, Path, State};
@@ -19,7 +21,7 @@ use egress_engine::services::projects::{check_billing_group, check_name, insert,
 use egress_store::{MemberKind, User};
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -107,16 +109,32 @@ async fn list_for(
     uri: &axum::http::Uri,
     params: &Params,
 ) -> ApiResult<Response> {
+    let filter = list_filters::project_filter(params)?;
     let page = params.page()?;
     let (projects, total) = state
         .store
-        .list_projects(&user.username, owner, params.get("name"), page)
+        .list_projects(&user.username, owner, &filter, page)
         .await?;
     let items: Vec<views::Project> = projects
         .iter()
         .map(|p| views::project(state.base(), p))
         .collect();
+    let items = Fields::from_params(params).select_all(&items);
     Ok(list_page(state.base(), uri, page, total, items))
+}
+
+/// The filters of a project listing, for the API document (`list_filters::project_filter` reads
+/// them). Other query keys are refused (90000).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+struct ProjectListFilter {
+    /// Only projects of this name.
+    name: Option<String>,
+    /// Only projects of one of these categories (repeatable).
+    category: Option<Vec<views::Category>>,
+    /// Only projects with one of these tags (repeatable).
+    tags: Option<Vec<String>>,
 }
 
 /// The projects the caller is a member of.
@@ -125,10 +143,10 @@ async fn list_for(
     path = "/v2/projects",
     tag = "projects",
     operation_id = "list_projects",
-    params(("name" = Option<String>, Query, description = "Only projects of this name."), Paging),
+    params(ProjectListFilter, Paging, Selector),
     responses(
-        (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
+        (status = 200, description = "One page of projects.", body = ListPage<SelectedProject>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
     ),
 )]
 async fn list(
@@ -148,12 +166,13 @@ async fn list(
     operation_id = "list_owned_projects",
     params(
         ("owner" = String, Path),
-        ("name" = Option<String>, Query, description = "Only projects of this name."),
+        ProjectListFilter,
         Paging,
+        Selector,
     ),
     responses(
-        (status = 200, description = "One page of projects.", body = ListPage<views::Project>, headers(("X-Total-Matching-Query" = i64))),
-        (status = 400, description = "A bad `offset` or `limit` (90000).", body = ErrorSchema),
+        (status = 200, description = "One page of projects.", body = ListPage<SelectedProject>, headers(("X-Total-Matching-Query" = i64))),
+        (status = 400, description = "A bad `offset`, `limit` or `category`, two names, or a query key the list does not know (90000).", body = ErrorSchema),
     ),
 )]
 async fn list_owned(
@@ -171,9 +190,9 @@ async fn list_owned(
     path = "/v2/projects/{owner}/{slug}",
     tag = "projects",
     operation_id = "get_project",
-    params(("owner" = String, Path), ("slug" = String, Path)),
+    params(("owner" = String, Path), ("slug" = String, Path), Selector),
     responses(
-        (status = 200, description = "The project.", body = views::Project),
+        (status = 200, description = "The project.", body = SelectedProject),
         (status = 404, description = "No such project, or one the caller cannot see (3002).", body = ErrorSchema),
     ),
 )]
@@ -181,11 +200,14 @@ async fn get_one(
     State(state): St,
     AuthUser(user): AuthUser,
     Path((owner, slug)): Path<(String, String)>,
-) -> ApiResult<Json<views::Project>> {
+    params: Params,
+) -> ApiResult<Json<Value>> {
     let (project, _) = state
         .project_for(&user, &format!("{owner}/{slug}"), Need::Read)
         .await?;
-    Ok(Json(views::project(state.base(), &project)))
+    Ok(Json(
+        Fields::from_params(&params).select(&views::project(state.base(), &project)),
+    ))
 }
 
 /// The fields a project update may change. The project's read-only fields (`id`, `href`,

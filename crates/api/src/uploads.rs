@@ -107,6 +107,7 @@ async fn existing(state: &AppState, parent_id: &str, name: &str) -> ApiResult<Op
     let filter = FileFilter {
         names: vec![name.to_string()],
         tags: vec![],
+        ..Default::default()
     };
     let (found, _) = state
         .store

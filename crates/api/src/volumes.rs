@@ -271,8 +271,8 @@ struct NewVolume {
     #[schema(pattern = "^[A-Za-z0-9_]{3,32}$")]
     name: String,
     description: Option<String>,
-    /// `RO` or `RW` (any case).
-    access_mode: String,
+    /// `RO` or `RW` (any case) [default: RW].
+    access_mode: Option<String>,
     service: NewService,
 }
 

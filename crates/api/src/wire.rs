@@ -168,6 +168,16 @@ pub struct Paging {
     limit: Option<i64>,
 }
 
+/// The `fields` selector, for the API document (`fields::Fields` reads it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters only.
+pub struct Selector {
+    /// `_all` (the default) or a comma list of the keys to return; `href` and `id` are always
+    /// returned, and names the resource does not have select nothing.
+    fields: Option<String>,
+}
+
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),

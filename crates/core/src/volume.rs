@@ -416,7 +416,11 @@ pub fn parse_new_volume(body: &Map<String, Value>, policy: &VolumePolicy) -> Sbg
         }
     };
     check_name(&name)?;
-    let access_mode = parse_access_mode(body.get("access_mode"))?;
+    // SBG creates an RW volume when the body names no access mode (null counts as none).
+    let access_mode = match body.get("access_mode") {
+        None | Some(Value::Null) => AccessMode::Rw,
+        given => parse_access_mode(given)?,
+    };
     let description = text(body, "description")
         .map_err(|_| SbgError::new(Code::BadRequest, "description must be a string"))?;
     let (service, secret) = parse_service(body.get("service"), access_mode, policy)?;

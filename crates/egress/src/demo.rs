@@ -108,6 +108,7 @@ pub async fn welcome(services: &Services, base: &str, data_dir: &Path) -> Result
     let filter = egress_store::FileFilter {
         names: vec!["sample.vcf".into()],
         tags: vec![],
+        ..Default::default()
     };
     let (files, _) = services
         .store

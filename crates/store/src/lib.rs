@@ -435,10 +435,23 @@ pub struct Page {
     pub limit: i64,
 }
 
-/// Filters of a folder listing: any of `names`, and any of `tags` (each list empty = no filter).
+/// Filters of a folder listing: any of `names`, and any of `tags`, and for each metadata key
+/// any of its string values, and for each origin key any of its values (each list empty = no
+/// filter).
 #[derive(Debug, Clone, Default)]
 pub struct FileFilter {
     pub names: Vec<String>,
+    pub tags: Vec<String>,
+    pub metadata: Vec<(String, Vec<String>)>,
+    pub origin: Vec<(String, Vec<String>)>,
+}
+
+/// Filters of a project listing: one `name` (if any), any of the visibilities in `public` (the
+/// API's category: PUBLIC or PRIVATE) and any of `tags`.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    pub name: Option<String>,
+    pub public: Vec<bool>,
     pub tags: Vec<String>,
 }
 
@@ -456,12 +469,12 @@ pub trait UserStore: Send + Sync {
 pub trait ProjectStore: Send + Sync {
     async fn create_project(&self, project: &Project, root: &FileRec) -> Result<(), StoreError>;
     async fn get_project(&self, id: &str) -> Result<Option<Project>>;
-    /// Projects `username` is a member of, optionally of one owner and with one name.
+    /// Projects `username` is a member of, optionally of one owner, that pass `filter`.
     async fn list_projects(
         &self,
         username: &str,
         owner: Option<&str>,
-        name: Option<&str>,
+        filter: &ProjectFilter,
         page: Page,
     ) -> Result<(Vec<Project>, i64)>;
     async fn update_project(&self, project: &Project) -> Result<(), StoreError>;

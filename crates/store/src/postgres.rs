@@ -45,9 +45,18 @@ impl Engine for PostgresEngine {
         pool.acquire().await
     }
 
-    fn push_has_tag<'q>(qb: &mut Builder<'q, Postgres>, tag: &'q str) {
-        qb.push("f.tags @> jsonb_build_array(CAST(")
+    fn push_has_tag<'q>(qb: &mut Builder<'q, Postgres>, column: &'static str, tag: &'q str) {
+        qb.push(column)
+            .push(" @> jsonb_build_array(CAST(")
             .push_bind(tag)
+            .push(" AS TEXT))");
+    }
+
+    fn push_has_metadata<'q>(qb: &mut Builder<'q, Postgres>, key: &'q str, value: &'q str) {
+        qb.push("f.metadata @> jsonb_build_object(CAST(")
+            .push_bind(key)
+            .push(" AS TEXT), CAST(")
+            .push_bind(value)
             .push(" AS TEXT))");
     }
 

@@ -100,9 +100,19 @@ impl Engine for SqliteEngine {
         })
     }
 
-    fn push_has_tag<'q>(qb: &mut Builder<'q, Sqlite>, tag: &'q str) {
-        qb.push("EXISTS (SELECT 1 FROM json_each(f.tags) t WHERE t.value = ")
+    fn push_has_tag<'q>(qb: &mut Builder<'q, Sqlite>, column: &'static str, tag: &'q str) {
+        qb.push("EXISTS (SELECT 1 FROM json_each(")
+            .push(column)
+            .push(") t WHERE t.value = ")
             .push_bind(tag)
+            .push(")");
+    }
+
+    fn push_has_metadata<'q>(qb: &mut Builder<'q, Sqlite>, key: &'q str, value: &'q str) {
+        qb.push("EXISTS (SELECT 1 FROM json_each(f.metadata) m WHERE m.key = ")
+            .push_bind(key)
+            .push(" AND m.type = 'text' AND m.value = ")
+            .push_bind(value)
             .push(")");
     }
 

@@ -197,13 +197,16 @@ async fn projects_members_and_listing(store: DynStore) {
         offset: 0,
         limit: 1,
     };
-    let (items, total) = store.list_projects("ann", None, None, page).await.unwrap();
+    let (items, total) = store
+        .list_projects("ann", None, &ProjectFilter::default(), page)
+        .await
+        .unwrap();
     assert_eq!((items.len(), total), (1, 2));
     let (items, total) = store
         .list_projects(
             "ann",
             None,
-            None,
+            &ProjectFilter::default(),
             Page {
                 offset: 1,
                 limit: 10,
@@ -217,7 +220,7 @@ async fn projects_members_and_listing(store: DynStore) {
             .list_projects(
                 "ann",
                 Some("bob"),
-                None,
+                &ProjectFilter::default(),
                 Page {
                     offset: 0,
                     limit: 10
@@ -233,7 +236,11 @@ async fn projects_members_and_listing(store: DynStore) {
             .list_projects(
                 "ann",
                 None,
-                Some("two"),
+                &ProjectFilter {
+                    name: Some("two".into()),
+                    public: vec![false],
+                    tags: vec![]
+                },
                 Page {
                     offset: 0,
                     limit: 10
@@ -243,6 +250,43 @@ async fn projects_members_and_listing(store: DynStore) {
             .unwrap()
             .1,
         1
+    );
+    let ten = Page {
+        offset: 0,
+        limit: 10,
+    };
+    let tagged = ProjectFilter {
+        tags: vec!["t".into(), "zz".into()],
+        ..Default::default()
+    };
+    let (items, total) = store
+        .list_projects("ann", None, &tagged, ten)
+        .await
+        .unwrap();
+    assert_eq!((items.len(), total), (2, 2), "both carry the tag t");
+    let untagged = ProjectFilter {
+        tags: vec!["zz".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_projects("ann", None, &untagged, ten)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+    let public = ProjectFilter {
+        public: vec![true],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_projects("ann", None, &public, ten)
+            .await
+            .unwrap()
+            .1,
+        0
     );
 
     let owner = store
@@ -301,7 +345,7 @@ async fn projects_members_and_listing(store: DynStore) {
             .list_projects(
                 "bob",
                 None,
-                None,
+                &ProjectFilter::default(),
                 Page {
                     offset: 0,
                     limit: 10
@@ -378,6 +422,7 @@ async fn folders_names_and_filters(store: DynStore) {
     let by_name = FileFilter {
         names: vec!["b.vcf".into(), "zzz".into()],
         tags: vec![],
+        ..Default::default()
     };
     assert_eq!(
         store
@@ -390,9 +435,59 @@ async fn folders_names_and_filters(store: DynStore) {
     let by_tag = FileFilter {
         names: vec![],
         tags: vec!["blue".into(), "green".into()],
+        ..Default::default()
     };
     let (tagged, n) = store.list_children(&root.id, &by_tag, all).await.unwrap();
     assert_eq!((n, tagged[0].id.as_str()), (1, a.id.as_str()));
+    let mut b_numbered = b.clone();
+    b_numbered
+        .metadata
+        .insert("sample".into(), serde_json::json!(1));
+    b_numbered
+        .metadata
+        .insert("lane".into(), serde_json::json!("s1"));
+    store.update_file(&b_numbered).await.unwrap();
+    let by_metadata = |pairs: &[(&str, &[&str])]| FileFilter {
+        metadata: pairs
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect(),
+        ..Default::default()
+    };
+    for (pairs, expected) in [
+        (&[("sample", &["s1"][..])][..], vec![a.id.as_str()]),
+        (&[("sample", &["s1", "zz"][..])][..], vec![a.id.as_str()]),
+        (&[("sample", &["1"][..])][..], vec![]),
+        (&[("lane", &["s1"][..])][..], vec![b.id.as_str()]),
+        (
+            &[("sample", &["s1"][..]), ("lane", &["s1"][..])][..],
+            vec![],
+        ),
+        (&[("nope", &["s1"][..])][..], vec![]),
+    ] {
+        let (found, n) = store
+            .list_children(&root.id, &by_metadata(pairs), all)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            (ids, n),
+            (expected.clone(), expected.len() as i64),
+            "{pairs:?}"
+        );
+    }
+    let by_origin = FileFilter {
+        origin: vec![("task".into(), vec!["t".into()])],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_children(&root.id, &by_origin, all)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
     let (page, n) = store
         .list_children(
             &root.id,

@@ -37,8 +37,11 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         pool: &Pool<Self::Db>,
     ) -> impl Future<Output = Result<Self::Writer, sqlx::Error>> + Send;
-    /// Pushes a condition that file `f` carries `tag`.
-    fn push_has_tag<'q>(qb: &mut Builder<'q, Self::Db>, tag: &'q str);
+    /// Pushes a condition that the JSON list `column` (such as `f.tags`) holds the string `tag`.
+    fn push_has_tag<'q>(qb: &mut Builder<'q, Self::Db>, column: &'static str, tag: &'q str);
+    /// Pushes a condition that file `f`'s metadata maps `key` to the string `value` (a stored
+    /// number, boolean or other non-string value never matches).
+    fn push_has_metadata<'q>(qb: &mut Builder<'q, Self::Db>, key: &'q str, value: &'q str);
     /// See `Store::checkpoint`.
     fn checkpoint(pool: &Pool<Self::Db>) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 }

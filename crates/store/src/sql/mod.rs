@@ -16,8 +16,8 @@ pub use engine::{Commit, Conn, Engine, SqlStore};
 use crate::{
     classify, Alias, Blob, ExportQueue, ExportRec, FileFilter, FileRec, FileStore, Finished,
     Idempotent, ImportBatch, ImportQueue, ImportRec, JobEnd, JobRights, JobState, Member,
-    MemberKind, Page, Part, Project, ProjectStore, Store, StoreError, Upload, UploadStore, User,
-    UserStore, VolumeRec, VolumeStore,
+    MemberKind, Page, Part, Project, ProjectFilter, ProjectStore, Store, StoreError, Upload,
+    UploadStore, User, UserStore, VolumeRec, VolumeStore,
 };
 use anyhow::Result;
 use async_trait::async_trait;
@@ -145,16 +145,35 @@ impl<E: Engine> SqlStore<E> {
             }
             qb.push(")");
         }
-        if !filter.tags.is_empty() {
-            qb.push(" AND (");
-            for (i, tag) in filter.tags.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                E::push_has_tag(qb, tag);
-            }
-            qb.push(")");
+        Self::push_any(qb, &filter.tags, |qb, tag| {
+            E::push_has_tag(qb, "f.tags", tag)
+        });
+        for (key, values) in &filter.metadata {
+            Self::push_any(qb, values, |qb, value| E::push_has_metadata(qb, key, value));
         }
+        if !filter.origin.is_empty() {
+            // Platform files record no origin (no task or dataset made them): none matches.
+            qb.push(" AND 1 = 0");
+        }
+    }
+
+    /// ` AND (c1 OR c2 ...)`, one condition per value; nothing for no values.
+    fn push_any<'a>(
+        qb: &mut Builder<'a, E::Db>,
+        values: &'a [String],
+        mut condition: impl FnMut(&mut Builder<'a, E::Db>, &'a str),
+    ) {
+        if values.is_empty() {
+            return;
+        }
+        qb.push(" AND (");
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            condition(qb, value);
+        }
+        qb.push(")");
     }
 
     async fn insert_file(tx: &mut Conn<E>, file: &FileRec) -> Result<(), StoreError> {

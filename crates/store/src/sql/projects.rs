@@ -2,6 +2,39 @@
 
 use super::*;
 
+impl<E: Engine> SqlStore<E> {
+    /// The `FROM ... WHERE ...` of a project listing: `username`'s projects that pass the filter.
+    fn push_project_filter<'a>(
+        qb: &mut Builder<'a, E::Db>,
+        username: &'a str,
+        owner: Option<&'a str>,
+        filter: &'a ProjectFilter,
+    ) {
+        qb.push(format_args!(
+            " FROM members m JOIN projects p ON p.id = m.resource_id WHERE m.kind = {PROJECT}"
+        ))
+        .push(" AND m.username = ")
+        .push_bind(username);
+        if let Some(owner) = owner {
+            qb.push(" AND p.owner = ").push_bind(owner);
+        }
+        if let Some(name) = &filter.name {
+            qb.push(" AND p.name = ").push_bind(name.as_str());
+        }
+        if !filter.public.is_empty() {
+            qb.push(" AND p.is_public IN (");
+            let mut any = qb.separated(", ");
+            for public in &filter.public {
+                any.push_bind(*public);
+            }
+            qb.push(")");
+        }
+        Self::push_any(qb, &filter.tags, |qb, tag| {
+            E::push_has_tag(qb, "p.tags", tag)
+        });
+    }
+}
+
 #[async_trait]
 impl<E: Engine> ProjectStore for SqlStore<E> {
     async fn create_project(&self, project: &Project, root: &FileRec) -> Result<(), StoreError> {
@@ -52,30 +85,20 @@ impl<E: Engine> ProjectStore for SqlStore<E> {
         &self,
         username: &str,
         owner: Option<&str>,
-        name: Option<&str>,
+        filter: &ProjectFilter,
         page: Page,
     ) -> Result<(Vec<Project>, i64)> {
-        let from = format!(
-            "FROM members m JOIN projects p ON p.id = m.resource_id \
-             WHERE m.kind = {PROJECT} AND m.username = $1 \
-             AND ($2 IS NULL OR p.owner = $2) AND ($3 IS NULL OR p.name = $3)"
-        );
-        let (total,): (i64,) = Self::query(format!("SELECT COUNT(*) {from}"))
-            .bind(username)
-            .bind(owner)
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        let items = Self::query(format!(
-            "SELECT {PROJECT_COLUMNS} {from} ORDER BY p.created_at, p.id LIMIT $4 OFFSET $5"
-        ))
-        .bind(username)
-        .bind(owner)
-        .bind(name)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut count = Self::builder("SELECT COUNT(*)");
+        Self::push_project_filter(&mut count, username, owner, filter);
+        let (total,): (i64,) = count.build().fetch_one(&self.pool).await?;
+        let mut select = Self::builder(format!("SELECT {PROJECT_COLUMNS}"));
+        Self::push_project_filter(&mut select, username, owner, filter);
+        select
+            .push(" ORDER BY p.created_at, p.id LIMIT ")
+            .push_bind(page.limit)
+            .push(" OFFSET ")
+            .push_bind(page.offset);
+        let items = select.build().fetch_all(&self.pool).await?;
         Ok((items, total))
     }
 
