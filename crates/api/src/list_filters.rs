@@ -3,6 +3,7 @@
 
 use super::wire::Params;
 use crate::error::{ApiError, ApiResult, Code};
+use egress_core::limits;
 use egress_store::{FileFilter, ProjectFilter};
 
 /// Keys every listing accepts: paging and the `fields` selector.
@@ -35,6 +36,11 @@ pub fn file_filter(params: &Params, scope: &[&str]) -> ApiResult<FileFilter> {
             return Err(unknown(key));
         }
     }
+    let values =
+        |by_key: &[(String, Vec<String>)]| by_key.iter().map(|(_, v)| v.len()).sum::<usize>();
+    limits::check_filter_values(
+        filter.names.len() + filter.tags.len() + values(&filter.metadata) + values(&filter.origin),
+    )?;
     Ok(filter)
 }
 
@@ -58,6 +64,9 @@ pub fn project_filter(params: &Params) -> ApiResult<ProjectFilter> {
             key => return Err(unknown(key)),
         }
     }
+    limits::check_filter_values(
+        usize::from(filter.name.is_some()) + filter.public.len() + filter.tags.len(),
+    )?;
     Ok(filter)
 }
 

@@ -19,6 +19,20 @@ pub const MAX_TAGS: usize = 100;
 pub const MAX_TAG_BYTES: usize = 128;
 /// One project's settings, serialized as JSON.
 pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+/// Filter values (`name`, `tag`, `tags`, `category`, `metadata.*`, `origin.*`) in one list
+/// request: each becomes a condition in the query, and the databases bound how deep a query's
+/// conditions may nest.
+pub const MAX_FILTER_VALUES: usize = 100;
+
+/// The filter values of one list request.
+pub fn check_filter_values(count: usize) -> SbgResult<()> {
+    if count > MAX_FILTER_VALUES {
+        return Err(over(format!(
+            "A list may be filtered by at most {MAX_FILTER_VALUES} values; this request gives {count}."
+        )));
+    }
+    Ok(())
+}
 
 fn over(message: String) -> SbgError {
     SbgError::new(Code::BadRequest, message)

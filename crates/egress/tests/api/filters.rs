@@ -185,6 +185,53 @@ async fn unknown_file_list_keys_are_refused() {
     assert_error(&s.get(&t, "/v2/files?fields=_all").await, 400, 5029);
 }
 
+/// Each filter value is a condition in the query; thousands of them once made SQLite refuse the
+/// query ("Expression tree is too large") and the caller got a 500.
+#[tokio::test]
+async fn too_many_filter_values_are_refused_before_the_query() {
+    let s = TestServer::start().await;
+    let (t, _) = files_with_metadata(&s).await;
+    let query =
+        |n: usize, param: &dyn Fn(usize) -> String| (0..n).map(param).collect::<Vec<_>>().join("&");
+    let metadata = |i: usize| format!("metadata.k{i}=v");
+    let r = s
+        .get(
+            &t,
+            &format!("/v2/files?project=ann/p&{}", query(100, &metadata)),
+        )
+        .await;
+    assert_eq!(total(&r), "0");
+    for n in [101, 3000] {
+        let r = s
+            .get(
+                &t,
+                &format!("/v2/files?project=ann/p&{}", query(n, &metadata)),
+            )
+            .await;
+        assert_error(&r, 400, 90000);
+        assert!(r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100 values"));
+    }
+    let mixed = format!(
+        "{}&{}",
+        query(60, &|i| format!("tag=t{i}")),
+        query(41, &|i| format!("name=n{i}"))
+    );
+    assert_error(
+        &s.get(&t, &format!("/v2/files?project=ann/p&{mixed}")).await,
+        400,
+        90000,
+    );
+    let tags = query(101, &|i| format!("tags=t{i}"));
+    assert_error(
+        &s.get(&t, &format!("/v2/projects?{tags}")).await,
+        400,
+        90000,
+    );
+}
+
 #[tokio::test]
 async fn projects_filter_by_category_tags_and_name() {
     let s = TestServer::start().await;
