@@ -1,5 +1,6 @@
 //! The `egress` binary: `serve` runs the server; `admin` manages users and public projects
-//! on the same store, even while a server runs.
+//! on the same store, even while a server runs; `export` and `import` are clients of any
+//! SBG-compatible API.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -34,6 +35,12 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Export a project's files (or a manifest's) to a volume, through the public API of Egress
+    /// or CAVATICA. Rerun the same command to resume.
+    Export(Box<egress_cli::ExportArgs>),
+    /// Import the objects under a prefix of a volume into a project, through the public API.
+    /// Rerun the same command to resume.
+    Import(Box<egress_cli::ImportArgs>),
 }
 
 #[derive(Subcommand)]
@@ -147,5 +154,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => serve(*config).await,
         Command::Admin { store, command } => admin(store, command).await,
+        Command::Export(args) => std::process::exit(egress_cli::export(*args).await),
+        Command::Import(args) => std::process::exit(egress_cli::import(*args).await),
     }
 }

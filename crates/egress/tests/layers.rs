@@ -61,3 +61,16 @@ fn each_crate_depends_only_on_lower_layers_and_only_the_api_on_http() {
         }
     }
 }
+
+/// `egress export` and `egress import` are clients of the public API: they use no server crate,
+/// so what they do against Egress they do against CAVATICA.
+#[test]
+fn the_client_commands_depend_on_no_server_crate() {
+    let deps = dependencies("cli");
+    for dep in LAYERS.iter().chain(HTTP) {
+        assert!(
+            !deps.iter().any(|d| d == dep),
+            "egress-cli depends on {dep}"
+        );
+    }
+}

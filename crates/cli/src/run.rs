@@ -1,0 +1,591 @@
+//! The part of a run that export and import share: submit the items in bulk calls of 100, poll
+//! the unfinished jobs in bulk gets of 100, and keep the journal that makes a rerun resume.
+
+use crate::api::{Api, ApiError, Retry};
+use crate::journal::{Ended, Entry, InDoubt, JobError, Journal, Known, Replayed, Submitted};
+use crate::progress::Progress;
+use crate::Fail;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+pub const BATCH: usize = 100;
+/// How long a submission is retried while the server cannot be reached.
+const SUBMIT_RETRY_FOR: Duration = Duration::from_secs(300);
+/// Jobs the server made up to this long before the sender's clock said it sent them still
+/// count as that batch's when it is looked for (clock skew).
+const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
+/// Polls come more slowly as the oldest unfinished job ages: a tenth of its age, within these.
+const POLL_MIN: Duration = Duration::from_millis(250);
+const POLL_MAX: Duration = Duration::from_secs(30);
+/// Every this many polling rounds, every unfinished job is asked about, not only the oldest.
+const FULL_ROUND_EVERY: u64 = 10;
+
+/// One thing to transfer: a file to export, or an object to import.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// What identifies it to the API: a file id, or an object's location.
+    pub key: String,
+    /// Where it is now, for people: a path in the project, or the location.
+    pub source: String,
+    /// Where it goes, for people and for the request: a location, or a path in the project.
+    pub destination: String,
+    pub bytes: u64,
+}
+
+/// How one item ended.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub item: Item,
+    pub job: Option<String>,
+    /// COMPLETED, FAILED (or another final state the server names), or SKIPPED.
+    pub state: String,
+    pub error: Option<JobError>,
+    /// Completed by an earlier run of the same command.
+    pub before: bool,
+}
+
+impl Row {
+    pub fn skipped(item: Item, why: impl Into<String>) -> Self {
+        Self {
+            item,
+            job: None,
+            state: "SKIPPED".into(),
+            error: Some(JobError {
+                code: 0,
+                message: why.into(),
+            }),
+            before: false,
+        }
+    }
+
+    pub fn completed(&self) -> bool {
+        self.state == "COMPLETED"
+    }
+}
+
+/// What differs between exports and imports.
+pub trait Kind {
+    fn create_path(&self) -> &'static str;
+    fn create_query(&self) -> Vec<(&'static str, String)>;
+    fn item_body(&self, item: &Item) -> Value;
+    fn get_path(&self) -> &'static str;
+    fn ids_field(&self) -> &'static str;
+    fn list_path(&self) -> &'static str;
+    /// Filters of the job listing that narrow it to this run's jobs (the volume).
+    fn list_query(&self) -> Vec<(&'static str, String)>;
+    /// The item a job was made for, if this run would have made it.
+    fn job_key(&self, job: &Value, items: &HashMap<String, usize>, all: &[Item]) -> Option<String>;
+}
+
+enum Outcome {
+    Ended {
+        job: String,
+        state: String,
+        error: Option<JobError>,
+        before: bool,
+    },
+    Refused(JobError),
+}
+
+/// A submitted job that has not ended.
+struct Inflight {
+    job: String,
+    item: usize,
+    since: Instant,
+}
+
+pub struct Run<'a, K: Kind> {
+    api: &'a Api,
+    kind: &'a K,
+    journal: Journal,
+    run_id: String,
+    progress: Progress,
+    items: Vec<Item>,
+    index: HashMap<String, usize>,
+    outcomes: Vec<Option<Outcome>>,
+    queue: VecDeque<usize>,
+    /// In submission order, which is about the order the server runs them.
+    inflight: Vec<Inflight>,
+    /// Job ids the journal names: never mistaken for a lost batch's jobs.
+    known_jobs: HashSet<String>,
+    /// Batches an earlier run recorded as sending, with no answer recorded.
+    in_doubt: Vec<InDoubt>,
+    next_batch: u64,
+}
+
+impl<'a, K: Kind> Run<'a, K> {
+    pub fn new(
+        api: &'a Api,
+        kind: &'a K,
+        (journal, replayed): (Journal, Replayed),
+        run_id: String,
+        progress: Progress,
+        items: Vec<Item>,
+    ) -> Self {
+        let index = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.key.clone(), i))
+            .collect();
+        let mut run = Self {
+            api,
+            kind,
+            journal,
+            run_id,
+            progress,
+            outcomes: items.iter().map(|_| None).collect(),
+            items,
+            index,
+            queue: VecDeque::new(),
+            inflight: Vec::new(),
+            known_jobs: HashSet::new(),
+            in_doubt: Vec::new(),
+            next_batch: replayed.next_batch,
+        };
+        run.resume(replayed);
+        run
+    }
+
+    /// Sorts the items by what earlier runs did: completed ones are done, submitted ones are
+    /// polled, the rest (failed ones included) are sent again. Items of a batch in doubt wait
+    /// until the server has been asked whether it arrived.
+    fn resume(&mut self, replayed: Replayed) {
+        let Replayed {
+            known, in_doubt, ..
+        } = replayed;
+        for k in known.values() {
+            if let Known::Running { job } | Known::Ended { job, .. } = k {
+                self.known_jobs.insert(job.clone());
+            }
+        }
+        let doubtful: HashSet<&String> = in_doubt.iter().flat_map(|d| &d.keys).collect();
+        let now = Instant::now();
+        for (i, item) in self.items.iter().enumerate() {
+            if doubtful.contains(&item.key) {
+                continue;
+            }
+            match known.get(&item.key) {
+                Some(Known::Ended { job, state, error }) if state == "COMPLETED" => {
+                    self.outcomes[i] = Some(Outcome::Ended {
+                        job: job.clone(),
+                        state: state.clone(),
+                        error: error.clone(),
+                        before: true,
+                    });
+                }
+                Some(Known::Running { job }) => self.inflight.push(Inflight {
+                    job: job.clone(),
+                    item: i,
+                    since: now,
+                }),
+                _ => self.queue.push_back(i),
+            }
+        }
+        self.in_doubt = in_doubt;
+    }
+
+    /// Runs to the end: every item ends in a final state or refused.
+    pub async fn finish(mut self) -> Result<Vec<Row>, Fail> {
+        let left = self
+            .items
+            .iter()
+            .zip(&self.outcomes)
+            .filter(|(_, o)| o.is_none());
+        let (files, bytes) = left.fold((0, 0), |(n, b), (it, _)| (n + 1, b + it.bytes));
+        self.progress.plan(files, bytes);
+        for doubt in std::mem::take(&mut self.in_doubt) {
+            self.settle_in_doubt(doubt).await?;
+        }
+        let mut next_poll = Instant::now();
+        let mut round = 0u64;
+        while !self.queue.is_empty() || !self.inflight.is_empty() {
+            self.progress.tick();
+            // Everything is submitted first, with polls in between when they are due.
+            if !self.queue.is_empty() {
+                let n = self.queue.len().min(BATCH);
+                let batch: Vec<usize> = self.queue.drain(..n).collect();
+                let number = self.next_batch;
+                self.next_batch += 1;
+                self.submit(number, batch).await?;
+                if Instant::now() < next_poll || self.inflight.is_empty() {
+                    continue;
+                }
+            }
+            tokio::time::sleep_until(next_poll.into()).await;
+            round += 1;
+            self.poll(round.is_multiple_of(FULL_ROUND_EVERY)).await?;
+            next_poll = Instant::now() + self.poll_interval();
+        }
+        self.progress.finish();
+        Ok(self.rows())
+    }
+
+    /// A tenth of the oldest unfinished job's age: quick polls for quick jobs, few for slow.
+    fn poll_interval(&self) -> Duration {
+        let oldest = self.inflight.first().map(|f| f.since.elapsed());
+        (oldest.unwrap_or_default() / 10).clamp(POLL_MIN, POLL_MAX)
+    }
+
+    fn idempotency_key(&self, batch: u64) -> String {
+        format!("egress-{}-{batch}", self.run_id)
+    }
+
+    /// Sends one batch. The journal records it first; if the answer is lost, the server is
+    /// asked which of its jobs exist before anything is sent again.
+    async fn submit(&mut self, batch: u64, members: Vec<usize>) -> Result<(), Fail> {
+        let keys: Vec<String> = members.iter().map(|&i| self.items[i].key.clone()).collect();
+        let at = now_ms();
+        self.journal.record(&Entry::Sending {
+            batch,
+            at,
+            keys: keys.clone(),
+        })?;
+        self.send(InDoubt { batch, at, keys }, members).await
+    }
+
+    async fn send(&mut self, doubt: InDoubt, members: Vec<usize>) -> Result<(), Fail> {
+        let body = json!({
+            "items": members.iter().map(|&i| self.kind.item_body(&self.items[i])).collect::<Vec<_>>()
+        });
+        let key = self.idempotency_key(doubt.batch);
+        let query = self.kind.create_query();
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let started = Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let sent = self
+                .api
+                .call(
+                    Method::POST,
+                    self.kind.create_path(),
+                    &query,
+                    Some(&body),
+                    Some(&key),
+                    Retry::Never,
+                )
+                .await;
+            match sent {
+                Ok(reply) => return self.accept(doubt.batch, &members, &reply.body),
+                Err(ApiError::Status {
+                    status: 401,
+                    message,
+                    ..
+                }) => {
+                    return Err(Fail::Api(format!(
+                        "the token was refused while submitting: {message}"
+                    )))
+                }
+                Err(ApiError::Status {
+                    status,
+                    code,
+                    message,
+                }) if status < 500 => {
+                    let error = JobError { code, message };
+                    let items = members
+                        .iter()
+                        .map(|&i| Submitted {
+                            key: self.items[i].key.clone(),
+                            job: None,
+                            error: Some(error.clone()),
+                        })
+                        .collect();
+                    self.journal.record(&Entry::Sent {
+                        batch: doubt.batch,
+                        items,
+                    })?;
+                    for &i in &members {
+                        self.refuse(i, error.clone());
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if started.elapsed() > SUBMIT_RETRY_FOR {
+                        return Err(Fail::Connection(format!(
+                            "{e}; run the same command again to resume"
+                        )));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    if self.adopt_found(&doubt).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settles a batch an earlier run left in doubt: adopts the jobs the server has for it,
+    /// or sends it again, under the same Idempotency-Key, when none arrived.
+    async fn settle_in_doubt(&mut self, doubt: InDoubt) -> Result<(), Fail> {
+        if self.adopt_found(&doubt).await? {
+            return Ok(());
+        }
+        let members: Vec<usize> = doubt
+            .keys
+            .iter()
+            .filter_map(|k| self.index.get(k).copied())
+            .collect();
+        if members.len() == doubt.keys.len() {
+            // The same items in the same order: the same request as before.
+            return self.send(doubt, members).await;
+        }
+        // The plan changed since (a file went away): what is left goes out as a new batch.
+        self.queue.extend(members);
+        Ok(())
+    }
+
+    /// Looks for the batch's jobs among the newest on the server. When some are there, they
+    /// are adopted (recorded as the batch's answer) and the rest are queued again.
+    async fn adopt_found(&mut self, doubt: &InDoubt) -> Result<bool, Fail> {
+        let found = self.find_jobs(doubt).await?;
+        if found.is_empty() {
+            return Ok(false);
+        }
+        let mut items = Vec::new();
+        for key in &doubt.keys {
+            let Some(&i) = self.index.get(key) else {
+                continue;
+            };
+            match found.get(key) {
+                Some(job) => {
+                    items.push(Submitted {
+                        key: key.clone(),
+                        job: Some(job.clone()),
+                        error: None,
+                    });
+                    self.known_jobs.insert(job.clone());
+                    self.inflight.push(Inflight {
+                        job: job.clone(),
+                        item: i,
+                        since: Instant::now(),
+                    });
+                }
+                None => self.queue.push_front(i),
+            }
+        }
+        self.journal.record(&Entry::Sent {
+            batch: doubt.batch,
+            items,
+        })?;
+        Ok(true)
+    }
+
+    /// The server's jobs for a batch's items, made since it was sent: the job listing is read
+    /// from its newest end until it reaches jobs older than the batch.
+    async fn find_jobs(&self, doubt: &InDoubt) -> Result<HashMap<String, String>, Fail> {
+        let wanted: HashSet<&String> = doubt.keys.iter().collect();
+        let filters = self.kind.list_query();
+        let mut query: Vec<(&str, String)> = filters.clone();
+        query.push(("limit", "1".into()));
+        let first = self.list(&query).await?;
+        let mut end = first.total.unwrap_or(0);
+        let since = doubt.at - CLOCK_SLACK_MS;
+        let mut found = HashMap::new();
+        while end > 0 {
+            let start = end.saturating_sub(BATCH as u64);
+            let mut query = filters.clone();
+            query.push(("offset", start.to_string()));
+            query.push(("limit", (end - start).to_string()));
+            let page = self.list(&query).await?;
+            let jobs = page.body["items"].as_array().cloned().unwrap_or_default();
+            let mut older = false;
+            for job in jobs.iter().rev() {
+                let id = job["id"].as_str().unwrap_or_default();
+                older |= created_ms(job).is_some_and(|t| t < since);
+                if self.known_jobs.contains(id) || created_ms(job).is_some_and(|t| t < since) {
+                    continue;
+                }
+                if let Some(key) = self.kind.job_key(job, &self.index, &self.items) {
+                    if wanted.contains(&key) {
+                        found.entry(key).or_insert_with(|| id.to_string());
+                    }
+                }
+            }
+            if older {
+                break;
+            }
+            end = start;
+        }
+        Ok(found)
+    }
+
+    async fn list(&self, query: &[(&str, String)]) -> Result<crate::api::Reply, Fail> {
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.api
+            .get(self.kind.list_path(), &query)
+            .await
+            .map_err(|e| Fail::from_api("listing the jobs", e))
+    }
+
+    /// Records the answer to a bulk create: a job or an error per item, in order.
+    fn accept(&mut self, batch: u64, members: &[usize], body: &Value) -> Result<(), Fail> {
+        let answers = body["items"]
+            .as_array()
+            .filter(|a| a.len() == members.len());
+        let Some(answers) = answers else {
+            return Err(Fail::Api(format!(
+                "the server answered a bulk create of {} items with something else: {body}",
+                members.len()
+            )));
+        };
+        let mut items = Vec::with_capacity(members.len());
+        for (&i, answer) in members.iter().zip(answers) {
+            let key = self.items[i].key.clone();
+            match answer["resource"]["id"].as_str() {
+                Some(job) => {
+                    self.known_jobs.insert(job.to_string());
+                    self.inflight.push(Inflight {
+                        job: job.to_string(),
+                        item: i,
+                        since: Instant::now(),
+                    });
+                    items.push(Submitted {
+                        key,
+                        job: Some(job.to_string()),
+                        error: None,
+                    });
+                }
+                None => {
+                    let error = job_error(&answer["error"]);
+                    self.refuse(i, error.clone());
+                    items.push(Submitted {
+                        key,
+                        job: None,
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+        self.journal.record(&Entry::Sent { batch, items })
+    }
+
+    fn refuse(&mut self, item: usize, error: JobError) {
+        self.outcomes[item] = Some(Outcome::Refused(error));
+        self.progress.ended(self.items[item].bytes, true);
+    }
+
+    /// Asks about unfinished jobs, oldest first, 100 per request. Jobs run in about the order
+    /// they were submitted, so a round stops at the first group not all done, except for a
+    /// full round now and then.
+    async fn poll(&mut self, full: bool) -> Result<(), Fail> {
+        let mut ended_jobs: HashSet<String> = HashSet::new();
+        let mut start = 0;
+        while start < self.inflight.len() {
+            let end = (start + BATCH).min(self.inflight.len());
+            let ids: Vec<&str> = self.inflight[start..end]
+                .iter()
+                .map(|f| f.job.as_str())
+                .collect();
+            let reply = self
+                .api
+                .post(self.kind.get_path(), &json!({ self.kind.ids_field(): ids }))
+                .await
+                .map_err(|e| Fail::from_api("polling the jobs", e))?;
+            let answers = reply.body["items"].as_array().cloned().unwrap_or_default();
+            let mut ended = Vec::new();
+            for (f, answer) in self.inflight[start..end].iter().zip(&answers) {
+                let (state, error) = match &answer["resource"] {
+                    Value::Object(job) => {
+                        let state = job.get("state").and_then(Value::as_str).unwrap_or_default();
+                        if matches!(state, "PENDING" | "RUNNING" | "") {
+                            continue;
+                        }
+                        let error = job.get("error").filter(|e| !e.is_null()).map(job_error);
+                        (state.to_string(), error)
+                    }
+                    _ => ("FAILED".to_string(), Some(job_error(&answer["error"]))),
+                };
+                ended.push(Ended {
+                    key: self.items[f.item].key.clone(),
+                    job: f.job.clone(),
+                    state,
+                    error,
+                });
+            }
+            let all_ended = ended.len() == end - start;
+            if !ended.is_empty() {
+                self.journal.record(&Entry::Ended {
+                    jobs: ended.clone(),
+                })?;
+            }
+            for e in ended {
+                let i = self.index[&e.key];
+                let failed = e.state != "COMPLETED";
+                self.progress.ended(self.items[i].bytes, failed);
+                ended_jobs.insert(e.job.clone());
+                self.outcomes[i] = Some(Outcome::Ended {
+                    job: e.job,
+                    state: e.state,
+                    error: e.error,
+                    before: false,
+                });
+            }
+            if !all_ended && !full {
+                break;
+            }
+            start = end;
+        }
+        self.inflight.retain(|f| !ended_jobs.contains(&f.job));
+        Ok(())
+    }
+
+    fn rows(self) -> Vec<Row> {
+        self.items
+            .into_iter()
+            .zip(self.outcomes)
+            .map(|(item, outcome)| match outcome {
+                Some(Outcome::Ended {
+                    job,
+                    state,
+                    error,
+                    before,
+                }) => Row {
+                    item,
+                    job: Some(job),
+                    state,
+                    error,
+                    before,
+                },
+                Some(Outcome::Refused(error)) => Row {
+                    item,
+                    job: None,
+                    state: "FAILED".into(),
+                    error: Some(error),
+                    before: false,
+                },
+                None => Row {
+                    item,
+                    job: None,
+                    state: "FAILED".into(),
+                    error: Some(JobError {
+                        code: 0,
+                        message: "not submitted".into(),
+                    }),
+                    before: false,
+                },
+            })
+            .collect()
+    }
+}
+
+fn job_error(e: &Value) -> JobError {
+    JobError {
+        code: e["code"].as_i64().unwrap_or(0),
+        message: e["message"].as_str().unwrap_or("no message").to_string(),
+    }
+}
+
+fn created_ms(job: &Value) -> Option<i64> {
+    let s = job["created_on"].as_str()?;
+    Some(
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()?
+            .timestamp_millis(),
+    )
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
