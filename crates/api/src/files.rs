@@ -1,5 +1,7 @@
 //! Files and folders on the platform (sbg-api.md §5): list, get, rename, metadata, tags, delete,
-//! folders, copy and move, bulk get and delete, and signed download URLs.
+//! folders, copy and move, bulk get and delete, and signed download URLs. The submodules add
+//! continuation-token paging (`scroll`), bulk update and edit (`bulk_edit`, through
+//! `change_file`, the code of `PATCH /v2/files/{id}`) and the 501 of file search (`search`).
 
 mod bulk_edit;
 mod scroll;
