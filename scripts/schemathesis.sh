@@ -82,9 +82,12 @@ print(f"values = {json.dumps(ids)}")
 PY
 
 status=0
+# POST /v2/files/search answers 501 by design (it is documented so), which the server-error
+# check would count as a fault; the end-to-end tests check that answer instead.
 "$VENV/bin/schemathesis" --config-file "$CONFIG" --no-color \
     run "$BASE/v2/openapi.json" \
     --header "X-SBG-Auth-Token: $TOKEN" \
+    --exclude-path /v2/files/search \
     --checks "${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}" \
     --mode all \
     --max-examples "$MAX_EXAMPLES" \

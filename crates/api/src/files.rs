@@ -1,5 +1,11 @@
 //! Files and folders on the platform (sbg-api.md §5): list, get, rename, metadata, tags, delete,
-//! folders, copy and move, bulk get and delete, and signed download URLs.
+//! folders, copy and move, bulk get and delete, and signed download URLs. The submodules add
+//! continuation-token paging (`scroll`), bulk update and edit (`bulk_edit`, through
+//! `change_file`, the code of `PATCH /v2/files/{id}`) and the 501 of file search (`search`).
+
+mod bulk_edit;
+mod scroll;
+mod search;
 
 use super::access::{parse_project_id, Need};
 use super::auth::AuthUser;
@@ -42,6 +48,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/files/{id}/download_info", get(download_info))
         .route("/v2/bulk/files/get", post(bulk_get))
         .route("/v2/bulk/files/delete", post(bulk_delete))
+        .merge(scroll::routes())
+        .merge(bulk_edit::routes())
+        .merge(search::routes())
 }
 
 #[derive(utoipa::OpenApi)]
@@ -60,7 +69,12 @@ pub fn routes() -> Router<Arc<AppState>> {
     move_to,
     download_info,
     bulk_get,
-    bulk_delete
+    bulk_delete,
+    scroll::scroll_files,
+    scroll::scroll_folder,
+    bulk_edit::bulk_update,
+    bulk_edit::bulk_edit,
+    search::search
 ))]
 pub struct ApiDoc;
 
@@ -169,22 +183,28 @@ async fn list(
     params: Params,
 ) -> ApiResult<Response> {
     let filter = list_filters::file_filter(&params, &["project", "parent"])?;
-    let folder = match (params.get("project"), params.get("parent")) {
-        (Some(_), Some(_)) => return Err(ApiError::from(Code::ParentAndProject)),
-        (None, None) => return Err(ApiError::from(Code::ParentOrProjectMissing)),
+    let folder = listed_folder(&state, &user, &params).await?;
+    list_children(&state, &uri, &folder, &params, filter).await
+}
+
+/// The folder a file list names: a project's root (`project`) or a folder (`parent`), which
+/// the caller may read.
+async fn listed_folder(state: &AppState, user: &User, params: &Params) -> ApiResult<FileRec> {
+    match (params.get("project"), params.get("parent")) {
+        (Some(_), Some(_)) => Err(ApiError::from(Code::ParentAndProject)),
+        (None, None) => Err(ApiError::from(Code::ParentOrProjectMissing)),
         (Some(project_id), None) => {
             parse_project_id(project_id)
                 .map_err(|_| ApiError::from(Code::MalformedProjectQuery))?;
-            let (project, _) = state.project_for(&user, project_id, Need::Read).await?;
+            let (project, _) = state.project_for(user, project_id, Need::Read).await?;
             state
                 .store
                 .get_file(&project.root_folder)
                 .await?
-                .ok_or_else(|| ApiError::from(Code::Internal))?
+                .ok_or_else(|| ApiError::from(Code::Internal))
         }
-        (None, Some(parent_id)) => folder_for(&state, &user, parent_id).await?,
-    };
-    list_children(&state, &uri, &folder, &params, filter).await
+        (None, Some(parent_id)) => folder_for(state, user, parent_id).await,
+    }
 }
 
 async fn folder_for(state: &AppState, user: &User, id: &str) -> ApiResult<FileRec> {
@@ -346,11 +366,46 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<views::File>> {
-    let (mut file, _) = state.file_for(&user, &id, Need::Write).await?;
-    let (mut metadata_changed, mut tags_changed) = (false, false);
-    for (key, value) in object(body)? {
+    let file = change_file(&state, &user, &id, object(body)?, Omitted::Keep).await?;
+    Ok(Json(views::file(state.base(), &file)))
+}
+
+/// What a change to a file's details does with `metadata` and `tags` it does not give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Omitted {
+    /// PATCH and bulk edit: keep them; `metadata` is merged (a `null` value removes its key),
+    /// `tags` replaced.
+    Keep,
+    /// Bulk update (PUT semantics): the file's name, metadata and tags become what is given;
+    /// missing or `null` metadata and tags become empty, a missing or `null` name stays.
+    Clear,
+}
+
+/// Changes a file's name, metadata and tags as `changes` says, with the caller's write right
+/// on its project checked now, the name rule and the limits checked on what changes; saves it.
+/// The file's read-only fields (`id`, `href`, `size`, …) are ignored; other keys are 5033.
+pub async fn change_file(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    changes: Map<String, Value>,
+    omitted: Omitted,
+) -> ApiResult<FileRec> {
+    let (mut file, _) = state.file_for(user, id, Need::Write).await?;
+    let clear = omitted == Omitted::Clear;
+    let (mut metadata_changed, mut tags_changed) = (clear, clear);
+    if clear {
+        file.metadata.clear();
+        file.tags.clear();
+    }
+    for (key, value) in changes {
         match (key.as_str(), value) {
+            ("name" | "metadata" | "tags", Value::Null) if clear => {}
             ("name", Value::String(name)) => {
+                if name == file.name {
+                    // Unchanged (bulk calls send every name back), so not held to the rule.
+                    continue;
+                }
                 check_name(&name)?;
                 if file.parent_id.is_none() {
                     return Err(ApiError::new(
@@ -358,7 +413,7 @@ async fn update(
                         "The root folder cannot be renamed.",
                     ));
                 }
-                if name != file.name && state.store.moving_export(&file.id).await?.is_some() {
+                if state.store.moving_export(&file.id).await?.is_some() {
                     return Err(being_moved());
                 }
                 file.name = name;
@@ -394,7 +449,7 @@ async fn update(
     }
     file.modified_at = now_ms();
     state.store.update_file(&file).await.map_err(name_clash)?;
-    Ok(Json(views::file(state.base(), &file)))
+    Ok(file)
 }
 
 fn being_moved() -> ApiError {

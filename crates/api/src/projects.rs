@@ -1,5 +1,7 @@
 //! Projects and their members (sbg-api.md §6).
 
+mod leave;
+
 use super::access::Need;
 use super::auth::AuthUser;
 use super::fields::{Fields, SelectedProject};
@@ -38,7 +40,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/v2/projects/{owner}/{slug}/members/{username}",
-            get(get_member).delete(remove_member),
+            get(get_member).delete(remove_member).post(leave::leave),
         )
         .route(
             "/v2/projects/{owner}/{slug}/members/{username}/permissions",
@@ -58,7 +60,8 @@ pub fn routes() -> Router<Arc<AppState>> {
     add_member,
     get_member,
     set_permissions,
-    remove_member
+    remove_member,
+    leave::leave
 ))]
 pub struct ApiDoc;
 

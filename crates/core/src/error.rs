@@ -82,6 +82,8 @@ codes! {
     FileNotFound = (404, 5002, "Requested file does not exist."),
     /// A file or folder of that name is already in the destination folder.
     FileExists = (409, 5003, "Requested file already exists."),
+    /// A bulk file item without a file id.
+    FileIdMissing = (400, 5004, "File id must not be null or an empty string."),
     /// `?project=` that is not `owner/project`.
     MalformedProjectQuery = (400, 5005, "Malformed project query parameter, expecting ?project=owner/project."),
     /// Renaming a project's root folder.
@@ -230,6 +232,8 @@ codes! {
     UnsupportedMediaType = (415, 90008, "Unsupported Media Type"),
     /// A request body that is not the JSON the route expects.
     InvalidJson = (400, 90009, "Error decoding request content."),
+    /// A documented SBG call that Egress does not serve (`POST /v2/files/search`).
+    NotImplemented = (501, 90000, "Not implemented."),
 }
 
 /// An error as the wire shows it: a [`Code`] and the message of this occurrence.

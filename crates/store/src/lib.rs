@@ -446,6 +446,25 @@ pub struct FileFilter {
     pub origin: Vec<(String, Vec<String>)>,
 }
 
+/// Where a folder listing stands, for keyset (continuation-token) paging: the sort key of the
+/// last child already returned. Children are ordered folders first, then by name, then by id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChildKey {
+    pub is_folder: bool,
+    pub name: String,
+    pub id: String,
+}
+
+impl ChildKey {
+    pub fn of(file: &FileRec) -> Self {
+        ChildKey {
+            is_folder: file.is_folder,
+            name: file.name.clone(),
+            id: file.id.clone(),
+        }
+    }
+}
+
 /// Filters of a project listing: one `name` (if any), any of the visibilities in `public` (the
 /// API's category: PUBLIC or PRIVATE) and any of `tags`.
 #[derive(Debug, Clone, Default)]
@@ -529,6 +548,16 @@ pub trait FileStore: Send + Sync {
         parent_id: &str,
         filter: &FileFilter,
         page: Page,
+    ) -> Result<(Vec<FileRec>, i64)>;
+    /// Up to `limit` children that pass `filter` and sort after `after` (from the first child
+    /// when `None`), in the order of `list_children`, with the number of children passing
+    /// `filter` in all.
+    async fn scroll_children(
+        &self,
+        parent_id: &str,
+        filter: &FileFilter,
+        after: Option<&ChildKey>,
+        limit: i64,
     ) -> Result<(Vec<FileRec>, i64)>;
     /// Inserts a folder, or a file sharing an existing blob (a copy). `Conflict` on a name clash,
     /// `NoParent` unless the parent is a folder of the same project.

@@ -42,6 +42,7 @@ both_engines!(
     claims_share_workers_among_groups,
     moves_are_stored_and_keep_the_tree_whole,
     files_go_only_into_folders_that_exist,
+    scrolling_walks_every_child_once_in_list_order,
 );
 
 fn user(name: &str) -> User {
@@ -515,6 +516,87 @@ async fn folders_names_and_filters(store: DynStore) {
         store.delete_file("missing").await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn scrolling_walks_every_child_once_in_list_order(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, other_root) = make_project(&store, "ann", "q").await;
+    for name in ["z-dir", "a-dir", "B-dir"] {
+        let folder = FileRec::new("ann/p", Some(&root.id), name, true);
+        store.create_file(&folder).await.unwrap();
+    }
+    for name in [
+        "b.txt", "a.txt", "A.txt", "a b.txt", "ü.txt", "c.txt", "a.txt2",
+    ] {
+        add_blob_file(&store, &root, name, 1).await;
+    }
+    add_blob_file(&store, &other_root, "a.txt", 1).await;
+    let all = Page {
+        offset: 0,
+        limit: 100,
+    };
+    let (listed, total) = store
+        .list_children(&root.id, &FileFilter::default(), all)
+        .await
+        .unwrap();
+    assert_eq!(total, 10);
+    for limit in [1, 3, 4, 10, 11] {
+        let mut seen: Vec<FileRec> = Vec::new();
+        let mut after: Option<ChildKey> = None;
+        loop {
+            let (page, n) = store
+                .scroll_children(&root.id, &FileFilter::default(), after.as_ref(), limit)
+                .await
+                .unwrap();
+            assert_eq!(n, 10, "the total of the whole listing");
+            assert!(page.len() as i64 <= limit);
+            if page.is_empty() {
+                break;
+            }
+            after = Some(ChildKey::of(page.last().unwrap()));
+            seen.extend(page);
+        }
+        assert_eq!(
+            seen.iter().map(|f| &f.id).collect::<Vec<_>>(),
+            listed.iter().map(|f| &f.id).collect::<Vec<_>>(),
+            "limit {limit}: the same children in the same order as the offset listing"
+        );
+    }
+    // Filters apply to every page, and the total counts only what passes them.
+    let txt = FileFilter {
+        names: vec!["a.txt".into(), "c.txt".into(), "z-dir".into()],
+        ..Default::default()
+    };
+    let (first, n) = store
+        .scroll_children(&root.id, &txt, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let names: Vec<&str> = first.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["z-dir", "a.txt"], "folders first");
+    let (rest, _) = store
+        .scroll_children(&root.id, &txt, Some(&ChildKey::of(&first[1])), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["c.txt"]
+    );
+    // A position no child holds (here: just before the sixth child, whose id sorts after the
+    // empty one) continues with the next child that sorts after it.
+    let between = ChildKey {
+        id: String::new(),
+        ..ChildKey::of(&listed[5])
+    };
+    let (after_gap, _) = store
+        .scroll_children(&root.id, &FileFilter::default(), Some(&between), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_gap.iter().map(|f| &f.id).collect::<Vec<_>>(),
+        listed[5..].iter().map(|f| &f.id).collect::<Vec<_>>()
+    );
 }
 
 async fn blobs_are_freed_only_after_the_last_reference(store: DynStore) {

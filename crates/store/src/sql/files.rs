@@ -37,6 +37,42 @@ impl<E: Engine> FileStore for SqlStore<E> {
         Ok((items, total))
     }
 
+    async fn scroll_children(
+        &self,
+        parent_id: &str,
+        filter: &FileFilter,
+        after: Option<&ChildKey>,
+        limit: i64,
+    ) -> Result<(Vec<FileRec>, i64)> {
+        let mut count = Self::builder("SELECT COUNT(*) FROM files f");
+        Self::push_file_filter(&mut count, parent_id, filter);
+        let (total,): (i64,) = count.build().fetch_one(&self.pool).await?;
+        let mut select = Self::builder(FILE_SELECT);
+        Self::push_file_filter(&mut select, parent_id, filter);
+        if let Some(key) = after {
+            // After `key` in the order below: a later group (files after folders), or the same
+            // group and a later (name, id). The same comparisons as the ORDER BY, so the same
+            // collation.
+            select
+                .push(" AND (f.is_folder < ")
+                .push_bind(key.is_folder)
+                .push(" OR (f.is_folder = ")
+                .push_bind(key.is_folder)
+                .push(" AND (f.name > ")
+                .push_bind(key.name.as_str())
+                .push(" OR (f.name = ")
+                .push_bind(key.name.as_str())
+                .push(" AND f.id > ")
+                .push_bind(key.id.as_str())
+                .push("))))");
+        }
+        select
+            .push(" ORDER BY f.is_folder DESC, f.name, f.id LIMIT ")
+            .push_bind(limit);
+        let items = select.build().fetch_all(&self.pool).await?;
+        Ok((items, total))
+    }
+
     async fn create_file(&self, file: &FileRec) -> Result<(), StoreError> {
         let mut tx = self.engine.begin_write(&self.pool).await?;
         if let Some(blob_id) = &file.blob_id {

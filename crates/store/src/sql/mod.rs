@@ -14,8 +14,8 @@ pub use db::{Builder, SqlDb};
 pub use engine::{Commit, Conn, Engine, SqlStore};
 
 use crate::{
-    classify, Alias, Blob, ExportQueue, ExportRec, FileFilter, FileRec, FileStore, Finished,
-    Idempotent, ImportBatch, ImportQueue, ImportRec, JobEnd, JobRights, JobState, Member,
+    classify, Alias, Blob, ChildKey, ExportQueue, ExportRec, FileFilter, FileRec, FileStore,
+    Finished, Idempotent, ImportBatch, ImportQueue, ImportRec, JobEnd, JobRights, JobState, Member,
     MemberKind, Page, Part, Project, ProjectFilter, ProjectStore, Store, StoreError, Upload,
     UploadStore, User, UserStore, VolumeRec, VolumeStore,
 };
