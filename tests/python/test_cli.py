@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import BINARY, poll, s3_volume_body, start_egress
+from conftest import BINARY, Egress, poll, s3_volume_body, start_egress
 
 FILES = 2500
 # 5 top folders x 5 sub-folders x 100 files: nested folders, and several batches per folder.
@@ -260,20 +260,22 @@ def test_a_profile_from_the_credentials_file_or_the_environment(egress, world, t
 
 
 def test_a_tight_rate_limit_slows_the_run_but_fails_nothing(egress_factory, moto, tmp_path):
-    server = egress_factory("--rate-limit", "15", "--rate-limit-window", "3")
-    token = server.create_user("rat")
-    c = Client(server.url, token)
+    seeding = egress_factory()
+    token = seeding.create_user("rat")
+    c = Client(seeding.url, token)
     c.post("/projects", {"name": "p"})
     root = c.folder("data", project="rat/p")
     for i in range(150):
         c.upload(root, f"f{i}.txt", content(f"r{i}"))
-        if i % 10 == 9:
-            time.sleep(3)  # stay under the limit while seeding
     bucket = moto.bucket("cli-rate")
-    time.sleep(3)
     c.post("/storage/volumes", s3_volume_body(moto.endpoint, moto.key, moto.secret, bucket, "vol"))
-    time.sleep(3)
-    out = run_cli(server, token, "export", "--volume", "rat/vol", "--project", "rat/p", home=tmp_path)
+    seeding.stop()
+    # The same data, served with 15 requests per 3 s.
+    server = Egress(seeding.data_dir, [*seeding.extra_args, "--rate-limit", "15", "--rate-limit-window", "3"])
+    try:
+        out = run_cli(server, token, "export", "--volume", "rat/vol", "--project", "rat/p", home=tmp_path)
+    finally:
+        server.stop()
     assert out.returncode == 0, out.stderr + out.stdout
     assert "150 completed" in out.stdout
     waited = int(out.stdout.split(" rate-limited")[0].rsplit("(", 1)[1])

@@ -93,7 +93,16 @@ async fn connect(args: &ConnectArgs) -> Result<(Api, String), Fail> {
     let conn = connect::resolve(args, &connect::Env::from_process())?;
     let source = conn.source.clone();
     let api = Api::new(conn)?;
-    match api.get("/user", &[]).await {
+    // Not retried: an API that cannot be reached at the start is named at once.
+    let me = api.call(
+        reqwest::Method::GET,
+        "/user",
+        &[],
+        None,
+        None,
+        api::Retry::Never,
+    );
+    match me.await {
         Ok(user) => {
             let name = user.body["username"]
                 .as_str()
