@@ -116,13 +116,22 @@ impl Journal {
         ))
     }
 
-    /// Appends an entry and waits until it is on disk.
+    /// Appends an entry. A batch about to be sent is waited on until it is on disk: without
+    /// it a crash could forget a batch the server has. The rest only saves work when read
+    /// back (a lost answer is asked for again, a lost end is polled again), so it is not.
     pub fn record(&mut self, entry: &Entry) -> Result<(), Fail> {
         let mut line = serde_json::to_vec(entry).expect("journal entries serialize");
         line.push(b'\n');
+        let durable = matches!(entry, Entry::Sending { .. });
         self.file
             .write_all(&line)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| {
+                if durable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| {
                 Fail::Usage(format!(
                     "cannot write the journal {}: {e}",

@@ -16,8 +16,9 @@ const SUBMIT_RETRY_FOR: Duration = Duration::from_secs(300);
 /// Jobs the server made up to this long before the sender's clock said it sent them still
 /// count as that batch's when it is looked for (clock skew).
 const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
-/// Polls come more slowly as the oldest unfinished job ages: a tenth of its age, within these.
-const POLL_MIN: Duration = Duration::from_millis(250);
+/// Polls come more slowly as the oldest unfinished job ages: a twentieth of its age, within
+/// these.
+const POLL_MIN: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(30);
 /// Every this many polling rounds, every unfinished job is asked about, not only the oldest.
 const FULL_ROUND_EVERY: u64 = 10;
@@ -222,10 +223,10 @@ impl<'a, K: Kind> Run<'a, K> {
         Ok(self.rows())
     }
 
-    /// A tenth of the oldest unfinished job's age: quick polls for quick jobs, few for slow.
+    /// A twentieth of the oldest unfinished job's age: quick polls for quick jobs, few for slow.
     fn poll_interval(&self) -> Duration {
         let oldest = self.inflight.first().map(|f| f.since.elapsed());
-        (oldest.unwrap_or_default() / 10).clamp(POLL_MIN, POLL_MAX)
+        (oldest.unwrap_or_default() / 20).clamp(POLL_MIN, POLL_MAX)
     }
 
     fn idempotency_key(&self, batch: u64) -> String {
