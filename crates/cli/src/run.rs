@@ -394,14 +394,14 @@ impl<'a, K: Kind> Run<'a, K> {
             let mut older = false;
             for job in jobs.iter().rev() {
                 let id = job["id"].as_str().unwrap_or_default();
-                older |= created_ms(job).is_some_and(|t| t < since);
-                if self.known_jobs.contains(id) || created_ms(job).is_some_and(|t| t < since) {
+                let before_batch = created_ms(job).is_some_and(|t| t < since);
+                older |= before_batch;
+                if before_batch || self.known_jobs.contains(id) {
                     continue;
                 }
-                if let Some(key) = self.kind.job_key(job, &self.index, &self.items) {
-                    if wanted.contains(&key) {
-                        found.entry(key).or_insert_with(|| id.to_string());
-                    }
+                let key = self.kind.job_key(job, &self.index, &self.items);
+                if let Some(key) = key.filter(|k| wanted.contains(k)) {
+                    found.entry(key).or_insert_with(|| id.to_string());
                 }
             }
             if older {
