@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use egress_core::util::{format_ms, new_long_id, now_ms};
 use egress_store::{FileJobItem, FileJobKind, FileJobRec, JobState, User};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -171,73 +171,68 @@ async fn render_all(state: &AppState, jobs: &[FileJobRec]) -> ApiResult<Vec<Asyn
 
 /// One copy or move: a file or folder and where it goes, a project's root folder
 /// (`project`) or a folder (`parent`); an empty string counts as not given.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Describes the body only; items are read one by one.
+#[derive(Deserialize, ToSchema)]
 struct TargetItem {
     /// The file or folder's id.
     file: String,
     /// A project id, `owner/slug`; exactly one of `project` and `parent`.
+    #[serde(default)]
     project: Option<String>,
     /// A folder's id.
+    #[serde(default)]
     parent: Option<String>,
     /// A new name; empty or missing keeps the file's.
+    #[serde(default)]
     name: Option<String>,
 }
 
 /// One file or folder to delete; folders go with everything in them.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Describes the body only.
+#[derive(Deserialize, ToSchema)]
 struct DeleteItem {
+    /// The file or folder's id.
     file: String,
 }
 
 /// The items of a copy or move job: 1 to 100.
 #[derive(Deserialize, ToSchema)]
 struct TargetItems {
-    #[schema(value_type = Vec<TargetItem>, min_items = 1, max_items = 100)]
-    items: Vec<Value>,
+    #[schema(min_items = 1, max_items = 100)]
+    items: Vec<TargetItem>,
 }
 
 /// The items of a delete job: 1 to 100.
 #[derive(Deserialize, ToSchema)]
 struct DeleteItems {
-    #[schema(value_type = Vec<DeleteItem>, min_items = 1, max_items = 100)]
-    items: Vec<Value>,
+    #[schema(min_items = 1, max_items = 100)]
+    items: Vec<DeleteItem>,
 }
 
-/// A string field of an item: absent, `null` and `""` are not given.
-fn text(item: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> {
-    match item.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::new(
-            Code::InvalidFileRequest,
-            format!("Invalid value for '{key}': a string is expected."),
-        )),
-    }
+/// `None` for an empty string, as SBG's examples send `"parent": ""`.
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
 }
 
-/// An item as stored: its fields, or (when its shape is wrong) the error it will end with.
-fn parse_item(kind: FileJobKind, job_id: &str, position: usize, value: &Value) -> FileJobItem {
+/// An item as stored: its fields, and (when they do not make sense together) the error it will
+/// end with when its turn comes.
+fn parse_item(
+    job_id: &str,
+    position: usize,
+    file: String,
+    target: Option<TargetItem>,
+) -> FileJobItem {
     let mut item = FileJobItem::new(job_id, position as i64);
+    item.file_id = file;
     let checked = (|| -> ApiResult<()> {
-        let Value::Object(fields) = value else {
+        if item.file_id.is_empty() {
             return Err(ApiError::new(
                 Code::InvalidFileRequest,
-                "Each item must be a JSON object.",
-            ));
-        };
-        item.file_id = text(fields, "file")?.ok_or_else(|| {
-            ApiError::new(
-                Code::InvalidFileRequest,
                 "Each item needs 'file', a file id.",
-            )
-        })?;
-        if kind == FileJobKind::Delete {
-            return Ok(());
+            ));
         }
-        let (project, parent) = (text(fields, "project")?, text(fields, "parent")?);
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let (project, parent) = (given(target.project), given(target.parent));
         match (&project, &parent) {
             (Some(_), Some(_)) => return Err(ApiError::from(Code::ParentAndProject)),
             (None, None) => return Err(ApiError::from(Code::ParentOrProjectMissing)),
@@ -248,7 +243,7 @@ fn parse_item(kind: FileJobKind, job_id: &str, position: usize, value: &Value) -
         }
         item.project_id = project;
         item.parent_id = parent;
-        item.name = text(fields, "name")?;
+        item.name = given(target.name);
         if let Some(name) = &item.name {
             check_name(name)?;
         }
@@ -264,14 +259,14 @@ async fn submit(
     state: &AppState,
     user: &User,
     kind: FileJobKind,
-    items: Vec<Value>,
+    items: Vec<(String, Option<TargetItem>)>,
 ) -> ApiResult<Json<AsyncJob>> {
     check_bulk_len(items.len())?;
     let id = new_long_id();
     let parsed: Vec<FileJobItem> = items
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, v)| parse_item(kind, &id, i, v))
+        .map(|(i, (file, target))| parse_item(&id, i, file, target))
         .collect();
     let job = FileJobRec {
         seq: 0,
@@ -308,8 +303,8 @@ async fn submit(
     operation_id = "async_copy_files",
     request_body = TargetItems,
     responses(
-        (status = 200, description = "The job, SUBMITTED. Each item's outcome is in `result` once it is done: the copy, or the error it met (404 5002 no such file, 403 5014 no copy right, 404 3002 / 403 3001 destination project, 404 5026 / 403 5001 / 400 5022 destination folder, 400 5029 / 5031 / 3012 / 5024 / 5033 a malformed item, 400 5033 a folder into itself, 409 5003 no free name).", body = AsyncJob),
-        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 200, description = "The job, SUBMITTED. Each item's outcome is in `result` once it is done: the copy, or the error it met (404 5002 no such file, 403 5014 no copy right, 404 3002 / 403 3001 destination project, 404 5026 / 403 5001 / 400 5022 destination folder, 400 5029 / 5031 / 3012 / 5024 an item whose fields do not make sense together, 400 5033 an empty file id, 400 5033 a folder into itself, 409 5003 no free name).", body = AsyncJob),
+        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape, such as an item without a string `file` (90009).", body = ErrorSchema),
     ),
 )]
 async fn copy_files(
@@ -317,7 +312,8 @@ async fn copy_files(
     AuthUser(user): AuthUser,
     Body(body): Body<TargetItems>,
 ) -> ApiResult<Json<AsyncJob>> {
-    submit(&state, &user, FileJobKind::Copy, body.items).await
+    let items = body.items.into_iter().map(|i| (i.file.clone(), Some(i)));
+    submit(&state, &user, FileJobKind::Copy, items.collect()).await
 }
 
 /// Moves up to 100 files or folders, across projects too when the caller may write both. A
@@ -332,7 +328,7 @@ async fn copy_files(
     request_body = TargetItems,
     responses(
         (status = 200, description = "The job, SUBMITTED. Each item's outcome is in `result` once it is done: the moved file or folder, or the error it met (as for copies; 403 5032 no write right or a root folder, 409 90007 a file an export is moving).", body = AsyncJob),
-        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape, such as an item without a string `file` (90009).", body = ErrorSchema),
     ),
 )]
 async fn move_files(
@@ -340,7 +336,8 @@ async fn move_files(
     AuthUser(user): AuthUser,
     Body(body): Body<TargetItems>,
 ) -> ApiResult<Json<AsyncJob>> {
-    submit(&state, &user, FileJobKind::Move, body.items).await
+    let items = body.items.into_iter().map(|i| (i.file.clone(), Some(i)));
+    submit(&state, &user, FileJobKind::Move, items.collect()).await
 }
 
 /// Deletes up to 100 files or folders; a folder goes with everything in it. The platform bytes
@@ -353,8 +350,8 @@ async fn move_files(
     operation_id = "async_delete_files",
     request_body = DeleteItems,
     responses(
-        (status = 200, description = "The job, SUBMITTED. Each item's outcome is in `result` once it is done: the deleted file as it was, or the error it met (404 5002 no such file, 403 5001 no write right or a root folder, 409 90007 a file an export is moving, 400 5033 a malformed item).", body = AsyncJob),
-        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 200, description = "The job, SUBMITTED. Each item's outcome is in `result` once it is done: the deleted file as it was, or the error it met (404 5002 no such file, 403 5001 no write right or a root folder, 409 90007 a file an export is moving, 400 5033 an empty file id).", body = AsyncJob),
+        (status = 400, description = "No items or more than 100 (90000), not JSON of this shape, such as an item without a string `file` (90009).", body = ErrorSchema),
     ),
 )]
 async fn delete_files(
@@ -362,7 +359,8 @@ async fn delete_files(
     AuthUser(user): AuthUser,
     Body(body): Body<DeleteItems>,
 ) -> ApiResult<Json<AsyncJob>> {
-    submit(&state, &user, FileJobKind::Delete, body.items).await
+    let items = body.items.into_iter().map(|i| (i.file, None));
+    submit(&state, &user, FileJobKind::Delete, items.collect()).await
 }
 
 fn job_not_found() -> ApiError {

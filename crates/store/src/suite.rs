@@ -43,6 +43,7 @@ both_engines!(
     moves_are_stored_and_keep_the_tree_whole,
     files_go_only_into_folders_that_exist,
     file_jobs_are_leased_fenced_and_done_once,
+    file_job_moves_merge_folders_and_cross_projects,
 );
 
 fn user(name: &str) -> User {
@@ -1582,4 +1583,90 @@ async fn inner_copy_id(store: &DynStore, top: &FileRec) -> String {
         .unwrap();
     assert_eq!(b[0].name, "b.txt");
     b[0].id.clone()
+}
+
+async fn file_job_moves_merge_folders_and_cross_projects(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, p_root) = make_project(&store, "ann", "p").await;
+    let (_, q_root) = make_project(&store, "ann", "q").await;
+    let d = FileRec::new("ann/p", Some(&p_root.id), "d", true);
+    store.create_file(&d).await.unwrap();
+    let e = FileRec::new("ann/p", Some(&d.id), "e", true);
+    store.create_file(&e).await.unwrap();
+    let (_, x) = add_blob_file(&store, &d, "x.txt", 1).await;
+    let (_, y) = add_blob_file(&store, &e, "y.txt", 2).await;
+    let qd = FileRec::new("ann/q", Some(&q_root.id), "d", true);
+    store.create_file(&qd).await.unwrap();
+    let (_, z) = add_blob_file(&store, &qd, "x.txt", 3).await;
+    let (_, f) = add_blob_file(&store, &p_root, "f.txt", 4).await;
+    let (_, taken) = add_blob_file(&store, &q_root, "f.txt", 5).await;
+
+    let (job, mut items) = file_job("mv", "ann", FileJobKind::Move, &[&d.id, &f.id, &qd.id]);
+    items[0].project_id = Some("ann/q".into());
+    items[1].project_id = Some("ann/q".into());
+    items[2].parent_id = Some(qd.id.clone());
+    store.insert_file_job(&job, &items).await.unwrap();
+    let now = now_ms();
+    let job = store
+        .claim_file_jobs("n1", now, now + 60_000, 1)
+        .await
+        .unwrap()
+        .remove(0);
+
+    let ItemApplied::Done(top) = store.apply_file_job_item(&job, &items[0]).await.unwrap() else {
+        panic!("the folder moved")
+    };
+    assert_eq!(top.id, qd.id, "d merged into q's d");
+    assert!(store.get_file(&d.id).await.unwrap().is_none());
+    let page = Page {
+        offset: 0,
+        limit: 10,
+    };
+    let (in_qd, _) = store
+        .list_children(&qd.id, &FileFilter::default(), page)
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = in_qd
+        .iter()
+        .map(|f| (f.name.as_str(), f.id.as_str()))
+        .collect();
+    let new_e = in_qd.iter().find(|f| f.name == "e").unwrap().id.clone();
+    assert_ne!(new_e, e.id, "a moved folder gets a new id");
+    assert_eq!(
+        seen,
+        [
+            ("e", new_e.as_str()),
+            ("_1_x.txt", x.id.as_str()),
+            ("x.txt", z.id.as_str())
+        ]
+    );
+    let moved_y = store.get_file(&y.id).await.unwrap().unwrap();
+    assert_eq!(
+        (moved_y.project_id.as_str(), moved_y.parent_id.as_deref()),
+        ("ann/q", Some(new_e.as_str()))
+    );
+
+    let ItemApplied::Done(moved) = store.apply_file_job_item(&job, &items[1]).await.unwrap() else {
+        panic!("the file moved")
+    };
+    assert_eq!(
+        (
+            moved.id.as_str(),
+            moved.name.as_str(),
+            moved.project_id.as_str()
+        ),
+        (f.id.as_str(), "_1_f.txt", "ann/q")
+    );
+    assert_eq!(
+        store.get_file(&taken.id).await.unwrap().unwrap().name,
+        "f.txt"
+    );
+    assert!(matches!(
+        store.apply_file_job_item(&job, &items[2]).await.unwrap(),
+        ItemApplied::Failed(ItemFailure::IntoItself)
+    ));
+    assert!(
+        store.doomed_blobs(10).await.unwrap().is_empty(),
+        "a move drops no reference"
+    );
 }

@@ -105,8 +105,7 @@ async fn copy_takes_references_keeps_the_tree_and_reports_each_item_in_order() {
             {"file": a["id"]},
             {"file": a["id"], "project": "ann/q", "name": "a/b"},
             {"file": d["id"], "parent": e["id"]},
-            {"project": "ann/q"},
-            "not an object",
+            {"file": "", "project": "ann/q"},
             {"file": a["id"], "project": "nobody/nothing"},
             {"file": a["id"], "project": "malformed"},
         ]),
@@ -114,14 +113,14 @@ async fn copy_takes_references_keeps_the_tree_and_reports_each_item_in_order() {
     .await;
     assert_eq!(
         codes(&job),
-        [0, 0, 5002, 5022, 0, 0, 5031, 5029, 5024, 5033, 5033, 5033, 3002, 3012]
+        [0, 0, 5002, 5022, 0, 0, 5031, 5029, 5024, 5033, 5033, 3002, 3012]
     );
     assert_eq!(
         (
             job["completed_files"].as_i64(),
             job["failed_files"].as_i64()
         ),
-        (Some(4), Some(10))
+        (Some(4), Some(9))
     );
     let first = resource(&job, 0);
     assert_eq!(
@@ -308,7 +307,7 @@ async fn delete_takes_folders_with_their_contents_and_the_sweeper_frees_unshared
             {"file": loose["id"]},
             {"file": p["root_folder"]},
             {"file": loose["id"]},
-            {},
+            {"file": ""},
         ]),
     )
     .await;
@@ -412,6 +411,15 @@ async fn whole_call_errors_unknown_jobs_and_other_users_jobs() {
             90009,
         );
         assert_error(&s.post(&ann, &path, json!([item])).await, 400, 90009);
+        for bad in [
+            json!("x"),
+            json!({"project": "ann/p"}),
+            json!({"file": 5}),
+            json!(null),
+        ] {
+            let r = s.post(&ann, &path, json!({"items": [item, bad]})).await;
+            assert_error(&r, 400, 90009);
+        }
         let r = s
             .call(Method::POST, "", &path, Some(json!({"items": [item]})))
             .await;
