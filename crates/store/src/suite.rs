@@ -1669,4 +1669,41 @@ async fn file_job_moves_merge_folders_and_cross_projects(store: DynStore) {
         store.doomed_blobs(10).await.unwrap().is_empty(),
         "a move drops no reference"
     );
+
+    // A job that fails as a whole ends its items not done with its error; an item refused at
+    // submission keeps its own.
+    let (job, mut items) = file_job("fx", "ann", FileJobKind::Delete, &[&f.id, "bad"]);
+    let own = serde_json::json!({"status": 400, "code": 5033});
+    items[1].refuse(own.clone());
+    store.insert_file_job(&job, &items).await.unwrap();
+    let now = now_ms();
+    let job = store
+        .claim_file_jobs("n1", now, now + 60_000, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let error = serde_json::json!({"status": 503, "code": 9000});
+    let failed = JobEnd::Failed {
+        error: error.clone(),
+    };
+    assert!(
+        !store.finish_file_job("fx", 9, &failed).await.unwrap(),
+        "fenced"
+    );
+    assert!(store
+        .finish_file_job("fx", job.attempt, &failed)
+        .await
+        .unwrap());
+    let ended = store.get_file_job("fx").await.unwrap().unwrap();
+    assert_eq!(
+        (ended.state, ended.next_item, ended.failed_items),
+        (JobState::Failed, 2, 2)
+    );
+    let items = store.file_job_items(&["fx".to_string()]).await.unwrap();
+    let errors: Vec<_> = items
+        .iter()
+        .map(|i| (i.done, i.error.as_ref().unwrap().0.clone()))
+        .collect();
+    assert_eq!(errors, [(true, error), (true, own)]);
+    assert!(store.get_file(&f.id).await.unwrap().is_some());
 }
