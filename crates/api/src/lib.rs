@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the wire format and the middleware every request passes through.
 
 mod access;
+mod async_jobs;
 mod auth;
 pub mod error;
 mod exports;
@@ -99,6 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(volumes::routes())
         .merge(exports::routes())
         .merge(imports::routes())
+        .merge(async_jobs::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings.request_timeout,

@@ -5,7 +5,7 @@
 //! error responses every operation can give, and serves the result. `docs/openapi.json` is a
 //! snapshot of it that a test keeps in step.
 
-use super::{exports, files, imports, projects, transfer, uploads, users, volumes};
+use super::{async_jobs, exports, files, imports, projects, transfer, uploads, users, volumes};
 use crate::error::{Code, MORE_INFO};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -50,6 +50,7 @@ const BEARER: &str = "bearer";
         (name = "volumes", description = "Volumes (users' buckets), their members and objects."),
         (name = "exports", description = "Export jobs: platform files to volumes."),
         (name = "imports", description = "Import jobs: volume objects into projects."),
+        (name = "async", description = "Async bulk file jobs: copy, move and delete files and folders."),
     ),
 )]
 struct ApiDoc;
@@ -68,6 +69,7 @@ pub fn document() -> &'static OpenApi {
             volumes::ApiDoc::openapi(),
             exports::ApiDoc::openapi(),
             imports::ApiDoc::openapi(),
+            async_jobs::ApiDoc::openapi(),
         ] {
             doc.merge(part);
         }

@@ -77,6 +77,7 @@ pub async fn start(mut config: Config) -> Result<Running> {
         platform,
         sweep: Arc::new(Notify::new()),
         jobs: Arc::new(Notify::new()),
+        file_jobs: Arc::new(Notify::new()),
         job_ends: Default::default(),
         secrets: egress_core::secret_box::SecretBox::new(&key.0),
         volume_policy,

@@ -85,6 +85,18 @@ pub struct EngineConfig {
     )]
     pub shutdown_grace: Duration,
 
+    /// Milliseconds an async file job waits before each item; for tests that need a job
+    /// caught in the middle (a crash test kills the server then)
+    #[arg(
+        long = "file-job-item-pause-ms",
+        env = "EGRESS_FILE_JOB_ITEM_PAUSE_MS",
+        value_name = "MS",
+        value_parser = millis,
+        default_value = "0",
+        hide = true
+    )]
+    pub file_job_item_pause: Duration,
+
     /// Parts in flight per job.
     #[arg(skip = 4usize)]
     pub part_parallelism: usize,

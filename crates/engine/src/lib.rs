@@ -4,6 +4,7 @@
 pub mod background;
 mod commit;
 pub mod config;
+mod file_jobs;
 mod imports;
 mod orphans;
 pub mod services;
@@ -234,6 +235,7 @@ impl Engine {
     /// up to the grace period. Jobs still running after that keep their lease until it
     /// expires, and any node (this one, restarted) takes them again.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let file_jobs = tokio::spawn(self.clone().run_file_jobs(shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.config.workers));
         let tasks = TaskTracker::new();
         let mut groups: VecDeque<(String, String)> = VecDeque::new();
@@ -307,6 +309,7 @@ impl Engine {
             );
         }
         self.commits.flush().await;
+        let _ = file_jobs.await;
     }
 
     /// Claims up to `free` jobs, sharing them round-robin among `(owner, volume)` groups so

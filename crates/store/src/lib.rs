@@ -2,6 +2,7 @@
 //! (several nodes sharing the work). Both engines run the same SQL, kept and compiled once in `sql/`
 //! (`SqlStore<E: Engine>`), one file per aggregate.
 
+mod file_jobs;
 mod postgres;
 mod sbg;
 mod sql;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use egress_core::model::{AccessMode, JobState, MemberKind};
+pub use file_jobs::{FileJobItem, FileJobKind, FileJobQueue, FileJobRec, ItemApplied, ItemFailure};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -126,7 +128,7 @@ pub enum FileKind {
     Folder,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, Deserialize)]
 pub struct FileRec {
     pub id: String,
     pub project_id: String,
@@ -718,6 +720,7 @@ pub trait Store:
     + UploadStore
     + ExportQueue
     + ImportQueue
+    + FileJobQueue
     + Send
     + Sync
     + 'static

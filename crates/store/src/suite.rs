@@ -43,6 +43,8 @@ both_engines!(
     moves_are_stored_and_keep_the_tree_whole,
     files_go_only_into_folders_that_exist,
     scrolling_walks_every_child_once_in_list_order,
+    file_jobs_are_leased_fenced_and_done_once,
+    file_job_moves_merge_folders_and_cross_projects,
 );
 
 fn user(name: &str) -> User {
@@ -1365,4 +1367,425 @@ async fn files_go_only_into_folders_that_exist(store: DynStore) {
     ));
     let job = store.get_import("imp").await.unwrap().unwrap();
     assert_eq!((job.state, job.objects_imported), (JobState::Running, 0));
+}
+
+fn file_job(
+    id: &str,
+    owner: &str,
+    kind: FileJobKind,
+    files: &[&str],
+) -> (FileJobRec, Vec<FileJobItem>) {
+    let job = FileJobRec {
+        seq: 0,
+        id: id.into(),
+        owner: owner.into(),
+        kind: kind.as_str().into(),
+        state: JobState::Pending,
+        total_items: files.len() as i64,
+        next_item: 0,
+        completed_items: 0,
+        failed_items: 0,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires_at: 0,
+        next_attempt_at: 0,
+        error: None,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+    };
+    let items = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut item = FileJobItem::new(id, i as i64);
+            item.file_id = f.to_string();
+            item
+        })
+        .collect();
+    (job, items)
+}
+
+async fn file_jobs_are_leased_fenced_and_done_once(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    store.create_user(&user("bob"), "h2").await.unwrap();
+    let (_, root) = make_project(&store, "ann", "p").await;
+    let (_, q_root) = make_project(&store, "ann", "q").await;
+    let folder = FileRec::new("ann/p", Some(&root.id), "d", true);
+    store.create_file(&folder).await.unwrap();
+    let sub = FileRec::new("ann/p", Some(&folder.id), "e", true);
+    store.create_file(&sub).await.unwrap();
+    let (inner_blob, inner) = add_blob_file(&store, &sub, "b.txt", 5).await;
+    let (_, a) = add_blob_file(&store, &root, "a.txt", 3).await;
+
+    // A copy of the folder into q takes references to the same bytes.
+    let (mut copy_job, mut copy_items) = file_job("c1", "ann", FileJobKind::Copy, &[&folder.id]);
+    copy_items[0].project_id = Some("ann/q".into());
+    store.insert_file_job(&copy_job, &copy_items).await.unwrap();
+    let now = now_ms();
+    let claimed = store
+        .claim_file_jobs("n1", now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    copy_job = claimed[0].clone();
+    assert_eq!((copy_job.state, copy_job.attempt), (JobState::Running, 1));
+    let ItemApplied::Done(top) = store
+        .apply_file_job_item(&copy_job, &copy_items[0])
+        .await
+        .unwrap()
+    else {
+        panic!("the copy is done")
+    };
+    assert_eq!(
+        (top.name.as_str(), top.parent_id.as_deref()),
+        ("d", Some(q_root.id.as_str()))
+    );
+    assert!(
+        matches!(
+            store
+                .apply_file_job_item(&copy_job, &copy_items[0])
+                .await
+                .unwrap(),
+            ItemApplied::LeaseLost
+        ),
+        "an item is done once"
+    );
+    let (copied, _) = store
+        .list_children(
+            &top.id,
+            &FileFilter::default(),
+            Page {
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        copied.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["e"]
+    );
+    assert!(store
+        .finish_file_job(
+            "c1",
+            1,
+            &JobEnd::Completed {
+                bytes: 0,
+                alias: None
+            }
+        )
+        .await
+        .unwrap());
+
+    // A delete of the folder, a file and a file that does not exist, claimed twice.
+    let (job, items) = file_job(
+        "d1",
+        "ann",
+        FileJobKind::Delete,
+        &[&folder.id, &a.id, "nope"],
+    );
+    store.insert_file_job(&job, &items).await.unwrap();
+    let now = now_ms();
+    let first = store
+        .claim_file_jobs("n1", now, now + 1, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        store
+            .claim_file_jobs("n2", now, now + 1, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    assert!(matches!(
+        store.apply_file_job_item(&first, &items[0]).await.unwrap(),
+        ItemApplied::Done(_)
+    ));
+    assert!(
+        store.get_file(&inner.id).await.unwrap().is_none(),
+        "the folder went with its contents"
+    );
+    assert!(
+        store.doomed_blobs(10).await.unwrap().is_empty(),
+        "the copy in q still holds b.txt's bytes"
+    );
+
+    // The lease expires; the next attempt fences the first one out.
+    assert_eq!(store.expire_leases(now + 10).await.unwrap(), 1);
+    let second = store
+        .claim_file_jobs("n2", now + 10, now + 60_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (second.attempt, second.next_item, second.completed_items),
+        (2, 1, 1)
+    );
+    assert!(matches!(
+        store.apply_file_job_item(&first, &items[1]).await.unwrap(),
+        ItemApplied::LeaseLost
+    ));
+    assert!(!store
+        .fail_file_job_item(&first, 1, &serde_json::json!({"code": 1}))
+        .await
+        .unwrap());
+    assert!(!store.renew_file_job("d1", 1, now + 60_000).await.unwrap());
+    assert!(store.renew_file_job("d1", 2, now + 60_000).await.unwrap());
+    assert!(
+        store.get_file(&a.id).await.unwrap().is_some(),
+        "nothing done by a fenced attempt"
+    );
+    assert!(matches!(
+        store.apply_file_job_item(&second, &items[1]).await.unwrap(),
+        ItemApplied::Done(_)
+    ));
+    assert!(matches!(
+        store.apply_file_job_item(&second, &items[2]).await.unwrap(),
+        ItemApplied::Failed(ItemFailure::SourceMissing)
+    ));
+    let error = serde_json::json!({"status": 404, "code": 5002});
+    assert!(store.fail_file_job_item(&second, 2, &error).await.unwrap());
+    assert!(!store
+        .finish_file_job(
+            "d1",
+            1,
+            &JobEnd::Completed {
+                bytes: 0,
+                alias: None
+            }
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .finish_file_job(
+            "d1",
+            2,
+            &JobEnd::Completed {
+                bytes: 0,
+                alias: None
+            }
+        )
+        .await
+        .unwrap());
+    let done = store.get_file_job("d1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.state,
+            done.next_item,
+            done.completed_items,
+            done.failed_items
+        ),
+        (JobState::Completed, 3, 2, 1)
+    );
+    let items = store.file_job_items(&["d1".to_string()]).await.unwrap();
+    assert_eq!(
+        items.iter().map(|i| i.position).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert!(items.iter().all(|i| i.done));
+    assert_eq!(items[0].resource_file().unwrap().id, folder.id);
+    assert_eq!(items[2].error.as_ref().unwrap().0, error);
+
+    // Rights are read as each item takes effect: bob sees nothing, then may only read.
+    let (job, mut items) = file_job(
+        "m1",
+        "bob",
+        FileJobKind::Copy,
+        &[&inner_copy_id(&store, &top).await],
+    );
+    items[0].project_id = Some("ann/p".into());
+    store.insert_file_job(&job, &items).await.unwrap();
+    let now = now_ms();
+    let bobs = store
+        .claim_file_jobs("n1", now, now + 60_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(matches!(
+        store.apply_file_job_item(&bobs, &items[0]).await.unwrap(),
+        ItemApplied::Failed(ItemFailure::SourceMissing)
+    ));
+    let read_only = Perms {
+        read: true,
+        ..Perms::default()
+    };
+    store
+        .put_member(&Member {
+            kind: MemberKind::Project,
+            resource_id: "ann/q".into(),
+            username: "bob".into(),
+            perms: read_only,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.apply_file_job_item(&bobs, &items[0]).await.unwrap(),
+        ItemApplied::Failed(ItemFailure::SourceForbidden)
+    ));
+    let copier = Perms {
+        read: true,
+        copy: true,
+        ..Perms::default()
+    };
+    store
+        .put_member(&Member {
+            kind: MemberKind::Project,
+            resource_id: "ann/q".into(),
+            username: "bob".into(),
+            perms: copier,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.apply_file_job_item(&bobs, &items[0]).await.unwrap(),
+            ItemApplied::Failed(ItemFailure::ProjectMissing)
+        ),
+        "bob cannot see the destination"
+    );
+    let _ = inner_blob;
+}
+
+/// The id of `b.txt` inside the copied folder `top` (`top/e/b.txt`).
+async fn inner_copy_id(store: &DynStore, top: &FileRec) -> String {
+    let page = Page {
+        offset: 0,
+        limit: 10,
+    };
+    let (e, _) = store
+        .list_children(&top.id, &FileFilter::default(), page)
+        .await
+        .unwrap();
+    let (b, _) = store
+        .list_children(&e[0].id, &FileFilter::default(), page)
+        .await
+        .unwrap();
+    assert_eq!(b[0].name, "b.txt");
+    b[0].id.clone()
+}
+
+async fn file_job_moves_merge_folders_and_cross_projects(store: DynStore) {
+    store.create_user(&user("ann"), "h1").await.unwrap();
+    let (_, p_root) = make_project(&store, "ann", "p").await;
+    let (_, q_root) = make_project(&store, "ann", "q").await;
+    let d = FileRec::new("ann/p", Some(&p_root.id), "d", true);
+    store.create_file(&d).await.unwrap();
+    let e = FileRec::new("ann/p", Some(&d.id), "e", true);
+    store.create_file(&e).await.unwrap();
+    let (_, x) = add_blob_file(&store, &d, "x.txt", 1).await;
+    let (_, y) = add_blob_file(&store, &e, "y.txt", 2).await;
+    let qd = FileRec::new("ann/q", Some(&q_root.id), "d", true);
+    store.create_file(&qd).await.unwrap();
+    let (_, z) = add_blob_file(&store, &qd, "x.txt", 3).await;
+    let (_, f) = add_blob_file(&store, &p_root, "f.txt", 4).await;
+    let (_, taken) = add_blob_file(&store, &q_root, "f.txt", 5).await;
+
+    let (job, mut items) = file_job("mv", "ann", FileJobKind::Move, &[&d.id, &f.id, &qd.id]);
+    items[0].project_id = Some("ann/q".into());
+    items[1].project_id = Some("ann/q".into());
+    items[2].parent_id = Some(qd.id.clone());
+    store.insert_file_job(&job, &items).await.unwrap();
+    let now = now_ms();
+    let job = store
+        .claim_file_jobs("n1", now, now + 60_000, 1)
+        .await
+        .unwrap()
+        .remove(0);
+
+    let ItemApplied::Done(top) = store.apply_file_job_item(&job, &items[0]).await.unwrap() else {
+        panic!("the folder moved")
+    };
+    assert_eq!(top.id, qd.id, "d merged into q's d");
+    assert!(store.get_file(&d.id).await.unwrap().is_none());
+    let page = Page {
+        offset: 0,
+        limit: 10,
+    };
+    let (in_qd, _) = store
+        .list_children(&qd.id, &FileFilter::default(), page)
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = in_qd
+        .iter()
+        .map(|f| (f.name.as_str(), f.id.as_str()))
+        .collect();
+    let new_e = in_qd.iter().find(|f| f.name == "e").unwrap().id.clone();
+    assert_ne!(new_e, e.id, "a moved folder gets a new id");
+    assert_eq!(
+        seen,
+        [
+            ("e", new_e.as_str()),
+            ("_1_x.txt", x.id.as_str()),
+            ("x.txt", z.id.as_str())
+        ]
+    );
+    let moved_y = store.get_file(&y.id).await.unwrap().unwrap();
+    assert_eq!(
+        (moved_y.project_id.as_str(), moved_y.parent_id.as_deref()),
+        ("ann/q", Some(new_e.as_str()))
+    );
+
+    let ItemApplied::Done(moved) = store.apply_file_job_item(&job, &items[1]).await.unwrap() else {
+        panic!("the file moved")
+    };
+    assert_eq!(
+        (
+            moved.id.as_str(),
+            moved.name.as_str(),
+            moved.project_id.as_str()
+        ),
+        (f.id.as_str(), "_1_f.txt", "ann/q")
+    );
+    assert_eq!(
+        store.get_file(&taken.id).await.unwrap().unwrap().name,
+        "f.txt"
+    );
+    assert!(matches!(
+        store.apply_file_job_item(&job, &items[2]).await.unwrap(),
+        ItemApplied::Failed(ItemFailure::IntoItself)
+    ));
+    assert!(
+        store.doomed_blobs(10).await.unwrap().is_empty(),
+        "a move drops no reference"
+    );
+
+    // A job that fails as a whole ends its items not done with its error; an item refused at
+    // submission keeps its own.
+    let (job, mut items) = file_job("fx", "ann", FileJobKind::Delete, &[&f.id, "bad"]);
+    let own = serde_json::json!({"status": 400, "code": 5033});
+    items[1].refuse(own.clone());
+    store.insert_file_job(&job, &items).await.unwrap();
+    let now = now_ms();
+    let job = store
+        .claim_file_jobs("n1", now, now + 60_000, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let error = serde_json::json!({"status": 503, "code": 9000});
+    let failed = JobEnd::Failed {
+        error: error.clone(),
+    };
+    assert!(
+        !store.finish_file_job("fx", 9, &failed).await.unwrap(),
+        "fenced"
+    );
+    assert!(store
+        .finish_file_job("fx", job.attempt, &failed)
+        .await
+        .unwrap());
+    let ended = store.get_file_job("fx").await.unwrap().unwrap();
+    assert_eq!(
+        (ended.state, ended.next_item, ended.failed_items),
+        (JobState::Failed, 2, 2)
+    );
+    let items = store.file_job_items(&["fx".to_string()]).await.unwrap();
+    let errors: Vec<_> = items
+        .iter()
+        .map(|i| (i.done, i.error.as_ref().unwrap().0.clone()))
+        .collect();
+    assert_eq!(errors, [(true, error), (true, own)]);
+    assert!(store.get_file(&f.id).await.unwrap().is_some());
 }

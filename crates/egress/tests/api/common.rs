@@ -362,7 +362,8 @@ impl TestServer {
 const JOB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn is_finished(job: &Value) -> bool {
-    job["state"] == "COMPLETED" || job["state"] == "FAILED"
+    // Exports and imports end COMPLETED or FAILED; async file jobs end FINISHED.
+    job["state"] == "COMPLETED" || job["state"] == "FAILED" || job["state"] == "FINISHED"
 }
 
 pub fn bulk_values(body: &Value, pointer: &str) -> Vec<Value> {

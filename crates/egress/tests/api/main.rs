@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on a loopback port, a fresh SQLite store and data dir per
 //! test, driven over HTTP.
 
+mod async_jobs;
 mod bulk_edit;
 mod cluster;
 mod common;

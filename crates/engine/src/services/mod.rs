@@ -25,6 +25,8 @@ pub struct Services {
     pub sweep: Arc<Notify>,
     /// Wakes the engine when jobs are submitted.
     pub jobs: Arc<Notify>,
+    /// Wakes the engine's file job runner when async file jobs are submitted.
+    pub file_jobs: Arc<Notify>,
     /// Tells waiters when jobs end.
     pub job_ends: Arc<JobEnds>,
     /// Seals and opens volume credentials.

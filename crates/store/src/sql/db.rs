@@ -12,8 +12,8 @@
 //! time as they stream in.
 
 use crate::{
-    ExportRec, FileRec, Idempotent, ImportRec, JobRights, Member, Part, Project, Upload, User,
-    VolumeRec,
+    ExportRec, FileJobItem, FileJobRec, FileRec, Idempotent, ImportRec, JobRights, Member, Part,
+    Project, Upload, User, VolumeRec,
 };
 use egress_core::model::{AccessMode, JobState, MemberKind};
 use futures_util::future::BoxFuture;
@@ -55,6 +55,9 @@ pub trait SqlDb:
     + Read<Part>
     + Read<ExportRec>
     + Read<ImportRec>
+    + Read<FileJobRec>
+    + Read<FileJobItem>
+    + Read<super::file_jobs::Access>
     + Read<JobRights>
     + Read<Idempotent>
     + Read<(i64,)>

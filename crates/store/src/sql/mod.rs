@@ -472,7 +472,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn expire_leases(&self, now: i64) -> Result<u64> {
         let mut expired = 0;
-        for table in ["exports", "imports"] {
+        for table in ["exports", "imports", "file_jobs"] {
             let done = Self::query(format!(
                 "UPDATE {table} SET state = $2, lease_owner = NULL, next_attempt_at = 0 \
                  WHERE state = {RUNNING} AND lease_expires_at < $1"
@@ -492,6 +492,7 @@ impl<E: Engine> Store for SqlStore<E> {
 }
 
 mod exports;
+mod file_jobs;
 mod files;
 mod imports;
 mod projects;
