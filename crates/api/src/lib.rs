@@ -101,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(exports::routes())
         .merge(imports::routes())
         .merge(async_jobs::routes())
+        .layer(middleware::from_fn(run_to_completion))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings.request_timeout,
@@ -113,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/transfer/upload/{upload_id}/{part}",
             put(transfer::upload_part),
         )
+        .layer(middleware::from_fn(run_to_completion))
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(api)
@@ -137,6 +139,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             HeaderName::from_static("x-sbg-auth-token"),
         ]))
         .with_state(state)
+}
+
+/// A request's work runs to its end even when the client goes away or the request times out:
+/// only the wait for it is dropped. A handler cancelled between the statements of a transaction
+/// leaves its pooled database connection inside that transaction, and every later write on the
+/// connection fails ("begin at non-zero transaction depth"): one impatient client would break
+/// writes for everyone.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        // Re-raised here so that `CatchPanicLayer` answers it as before.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => ApiError::from(Code::ServiceUnavailable).into_response(),
+    }
 }
 
 /// The official client sends `null` with every GET and `{}` with every DELETE. Reading that

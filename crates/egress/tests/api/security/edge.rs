@@ -255,3 +255,49 @@ async fn stopping_refuses_new_connections_and_finishes_the_request_in_flight() {
         .unwrap()
         .unwrap();
 }
+
+/// Clients that send a write and hang up while it runs: the work finishes (or not) on its own,
+/// and writes keep working for everyone. A handler cancelled inside its transaction used to
+/// leave a pooled connection mid-transaction, and every later write on it failed with a 500.
+#[tokio::test]
+async fn clients_that_hang_up_mid_write_leave_writes_working() {
+    use tokio::io::AsyncWriteExt;
+    let (s, t, root) = TestServer::with_local_root().await;
+    let v = s.post(&t, "/v2/storage/volumes", json!({"name": "out", "access_mode": "RW", "service": {"type": "local", "root": root.path()}})).await;
+    assert_eq!(v.status, 200, "{:?}", v.body);
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(
+            s.upload(&t, "ann/p", &format!("f{i}"), b"x").await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let addr = s.base.trim_start_matches("http://").to_string();
+    for n in 0..150u64 {
+        let items: Vec<_> = ids.iter().map(|f| json!({"source": {"file": f}, "destination": {"volume": "ann/out", "location": format!("gone{n}/{f}")}})).collect();
+        let body = json!({ "items": items }).to_string();
+        let head = format!("POST /v2/bulk/storage/exports/create?copy_only=true HTTP/1.1\r\nHost: x\r\nX-SBG-Auth-Token: {t}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(body.as_bytes()).await.unwrap();
+        // Hang up at varied moments of the server's work on it.
+        tokio::time::sleep(std::time::Duration::from_micros(n * 97 % 15_000)).await;
+        drop(conn);
+    }
+    for (n, id) in ids.iter().take(20).enumerate() {
+        let probe = s.post(&t, "/v2/bulk/storage/exports/create?copy_only=true", json!({"items": [{"source": {"file": id}, "destination": {"volume": "ann/out", "location": format!("probe{n}")}}]})).await;
+        assert_eq!(
+            probe.status, 200,
+            "write {n} after the hang-ups: {:?}",
+            probe.body
+        );
+        assert_eq!(
+            s.post(&t, "/v2/projects", json!({"name": format!("after{n}")}))
+                .await
+                .status,
+            200
+        );
+    }
+}
