@@ -4,7 +4,7 @@ use crate::api::{Api, ApiError};
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::project::{self, Entry, Under};
-use crate::run::{Item, Kind, Row, Run, BATCH};
+use crate::run::{Item, Kind, Plan, Row, Run, BATCH};
 use crate::{connect, join, journal_path, manifest, report, two_part_id, Fail, RunArgs};
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -112,11 +112,6 @@ impl Kind for Export {
 pub async fn run(args: ExportArgs) -> Result<i32, Fail> {
     let (api, user) = connect(&args.run.connect).await?;
     check_volume(&api, &args.volume).await?;
-    let (items, skipped) = match (&args.project, &args.manifest) {
-        (Some(p), _) => from_project(&api, p, args.folder.as_deref(), &args.prefix).await?,
-        (None, Some(m)) => from_manifest(&api, m, &args.prefix).await?,
-        (None, None) => unreachable!("clap requires --project or --manifest"),
-    };
     let kind = Export {
         volume: args.volume.clone(),
         copy_only: !args.move_files,
@@ -124,7 +119,9 @@ pub async fn run(args: ExportArgs) -> Result<i32, Fail> {
         properties: properties(&args),
     };
     if args.run.dry_run {
-        return Ok(crate::dry_run("export", &items, &skipped));
+        let mut plan = Plan::default();
+        plan_into(&api, &args, &mut plan).await?;
+        return Ok(crate::dry_run("export", &plan.items, &plan.skipped));
     }
     let manifest_digest = match &args.manifest {
         Some(m) => crate::file_digest(m)?,
@@ -153,14 +150,32 @@ pub async fn run(args: ExportArgs) -> Result<i32, Fail> {
         .to_string();
     let journal = Journal::open(&path)?;
     let progress = Progress::new(args.run.progress, "export");
-    let mut rows = Run::new(&api, &kind, journal, run_id, progress, items)
-        .finish()
-        .await?;
+    let (mut plan, listed) = Plan::feeding();
+    if args.manifest.is_some() {
+        // Every line is checked before the run starts.
+        plan_into(&api, &args, &mut plan).await?;
+    }
+    let run = Run::new(&api, &kind, journal, run_id, progress).finish(listed);
+    let lister = async {
+        if args.manifest.is_none() {
+            plan_into(&api, &args, &mut plan).await?;
+        }
+        Ok::<_, Fail>(plan.finish())
+    };
+    let (mut rows, skipped) = tokio::try_join!(run, lister)?;
     rows.extend(skipped);
     if let Some(report_path) = &args.run.report {
         report::write(report_path, ["file", "path", "location"], &rows)?;
     }
     Ok(report::summarize("export", &rows, &api, &path))
+}
+
+async fn plan_into(api: &Api, args: &ExportArgs, plan: &mut Plan) -> Result<(), Fail> {
+    match (&args.project, &args.manifest) {
+        (Some(p), _) => from_project(api, p, args.folder.as_deref(), &args.prefix, plan).await,
+        (None, Some(m)) => from_manifest(api, m, &args.prefix, plan).await,
+        (None, None) => unreachable!("clap requires --project or --manifest"),
+    }
 }
 
 /// The volume must exist, be active and be writable: checked before anything is sent.
@@ -224,7 +239,7 @@ fn sort_into(
     project_public: bool,
     source: String,
     location: String,
-    (items, skipped): &mut (Vec<Item>, Vec<Row>),
+    plan: &mut Plan,
 ) {
     let item = Item {
         key: entry.id.clone(),
@@ -233,17 +248,19 @@ fn sort_into(
         bytes: entry.size,
     };
     match skip_reason(entry, project_public) {
-        Some(why) => skipped.push(Row::skipped(item, why)),
-        None => items.push(item),
+        Some(why) => plan.skipped.push(Row::skipped(item, why)),
+        None => plan.items.push(item),
     }
 }
 
+/// Plans the project's files (or a folder's), handing each page to the run as it is listed.
 async fn from_project(
     api: &Api,
     id: &str,
     folder: Option<&str>,
     prefix: &str,
-) -> Result<(Vec<Item>, Vec<Row>), Fail> {
+    plan: &mut Plan,
+) -> Result<(), Fail> {
     let project = project::get(api, id).await?;
     let start = match folder {
         Some(path) => project::folder(api, &project.id, path, false)
@@ -252,23 +269,27 @@ async fn from_project(
         None => Under::Root(project.id.clone()),
     };
     let base = folder.unwrap_or("").trim_matches('/');
-    let mut out = (Vec::new(), Vec::new());
-    for (rel, entry) in project::walk(api, start).await? {
-        let source = join(base, &rel);
-        sort_into(&entry, project.public, source, join(prefix, &rel), &mut out);
-    }
-    Ok(out)
+    project::walk(api, start, |files| {
+        for (rel, entry) in files {
+            sort_into(
+                &entry,
+                project.public,
+                join(base, &rel),
+                join(prefix, &rel),
+                plan,
+            );
+        }
+        plan.flush();
+    })
+    .await
 }
 
-async fn from_manifest(
-    api: &Api,
-    path: &Path,
-    prefix: &str,
-) -> Result<(Vec<Item>, Vec<Row>), Fail> {
+/// Plans a manifest's files, all of them before anything is submitted: a bad line stops the
+/// run before it starts.
+async fn from_manifest(api: &Api, path: &Path, prefix: &str, plan: &mut Plan) -> Result<(), Fail> {
     let lines = manifest::read(path)?;
     let mut paths = FolderPaths::default();
     let mut public: HashMap<String, bool> = HashMap::new();
-    let mut out = (Vec::new(), Vec::new());
     for chunk in lines.chunks(BATCH) {
         let ids: Vec<&str> = chunk.iter().map(|l| l.file.as_str()).collect();
         let reply = api
@@ -300,10 +321,10 @@ async fn from_manifest(
                     *public.entry(entry.project.clone()).or_insert(p)
                 }
             };
-            sort_into(&entry, is_public, source, location, &mut out);
+            sort_into(&entry, is_public, source, location, plan);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Folder paths within their project, each folder read once.

@@ -5,7 +5,7 @@ use crate::api::{Api, ApiError};
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::project::{self, Under};
-use crate::run::{Item, Kind, Run};
+use crate::run::{Item, Kind, Plan, Run};
 use crate::{connect, join, journal_path, report, two_part_id, Fail, RunArgs};
 use clap::Args;
 use serde_json::{json, Value};
@@ -196,8 +196,11 @@ pub async fn run(args: ImportArgs) -> Result<i32, Fail> {
         .to_string();
     let journal = Journal::open(&path)?;
     let progress = Progress::new(args.run.progress, "import");
-    let rows = Run::new(&api, &kind, journal, run_id, progress, items)
-        .finish()
+    let (mut plan, listed) = Plan::feeding();
+    plan.items = items;
+    plan.finish();
+    let rows = Run::new(&api, &kind, journal, run_id, progress)
+        .finish(listed)
         .await?;
     if let Some(report_path) = &args.run.report {
         report::write(report_path, ["location", "source", "path"], &rows)?;

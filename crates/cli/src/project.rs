@@ -3,7 +3,7 @@
 
 use crate::api::{Api, ApiError};
 use crate::{two_part_id, Fail};
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
 /// Pages of a listing fetched at once, once the first page has told how many there are.
@@ -83,8 +83,13 @@ impl Under {
     }
 }
 
-/// One folder's entries: the first page, then the rest a few pages at a time.
-pub async fn list(api: &Api, under: &Under, name: Option<&str>) -> Result<Vec<Entry>, Fail> {
+/// One folder's entries, page by page in order: the first page, then the rest a few at a time.
+pub async fn list_pages(
+    api: &Api,
+    under: &Under,
+    name: Option<&str>,
+    mut on_page: impl FnMut(Vec<Entry>),
+) -> Result<(), Fail> {
     let page = |offset: u64| {
         let (key, value) = under.query();
         let offset = offset.to_string();
@@ -99,49 +104,69 @@ pub async fn list(api: &Api, under: &Under, name: Option<&str>) -> Result<Vec<En
             if let Some(n) = name {
                 q.push(("name", n));
             }
-            api.get("/files", &q)
+            let reply = api
+                .get("/files", &q)
                 .await
-                .map_err(|e| Fail::from_api("listing files", e))
+                .map_err(|e| Fail::from_api("listing files", e))?;
+            Ok::<_, Fail>((
+                reply.total,
+                items(&reply.body)
+                    .iter()
+                    .map(Entry::from_json)
+                    .collect::<Vec<_>>(),
+            ))
         }
     };
-    let first = page(0).await?;
-    let total = first.total.unwrap_or(0);
-    let mut entries: Vec<Entry> = items(&first.body).iter().map(Entry::from_json).collect();
-    let rest: Vec<Vec<Entry>> = stream::iter((PAGE..total).step_by(PAGE as usize))
-        .map(|offset| async move {
-            let reply = page(offset).await?;
-            Ok::<_, Fail>(items(&reply.body).iter().map(Entry::from_json).collect())
-        })
-        .buffered(PAGES_AT_ONCE)
-        .try_collect()
-        .await?;
-    entries.extend(rest.into_iter().flatten());
-    Ok(entries)
+    let (total, first) = page(0).await?;
+    on_page(first);
+    let mut rest = stream::iter((PAGE..total.unwrap_or(0)).step_by(PAGE as usize))
+        .map(page)
+        .buffered(PAGES_AT_ONCE);
+    while let Some(next) = rest.next().await {
+        on_page(next?.1);
+    }
+    Ok(())
+}
+
+/// One folder's entries.
+pub async fn list(api: &Api, under: &Under, name: Option<&str>) -> Result<Vec<Entry>, Fail> {
+    let mut all = Vec::new();
+    list_pages(api, under, name, |page| all.extend(page)).await?;
+    Ok(all)
 }
 
 fn items(body: &Value) -> Vec<Value> {
     body["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Every file under `under`, with its path relative to it, folders walked breadth first.
-pub async fn walk(api: &Api, under: Under) -> Result<Vec<(String, Entry)>, Fail> {
-    let mut files = Vec::new();
+/// Every file under `under`, with its path relative to it, folders walked breadth first; each
+/// page's files go to `on_files` as soon as they are listed.
+pub async fn walk(
+    api: &Api,
+    under: Under,
+    mut on_files: impl FnMut(Vec<(String, Entry)>),
+) -> Result<(), Fail> {
     let mut folders = std::collections::VecDeque::from([(under, String::new())]);
     while let Some((under, path)) = folders.pop_front() {
-        for e in list(api, &under, None).await? {
-            let rel = if path.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{path}/{}", e.name)
-            };
-            if e.folder {
-                folders.push_back((Under::Folder(e.id.clone()), rel));
-            } else {
-                files.push((rel, e));
+        list_pages(api, &under, None, |page| {
+            let mut files = Vec::new();
+            for e in page {
+                let rel = if path.is_empty() {
+                    e.name.clone()
+                } else {
+                    format!("{path}/{}", e.name)
+                };
+                if e.folder {
+                    folders.push_back((Under::Folder(e.id.clone()), rel));
+                } else {
+                    files.push((rel, e));
+                }
             }
-        }
+            on_files(files);
+        })
+        .await?;
     }
-    Ok(files)
+    Ok(())
 }
 
 /// The folder at `path` in the project; with `create`, the missing folders are made.

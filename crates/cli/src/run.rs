@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 pub const BATCH: usize = 100;
 /// How long a submission is retried while the server cannot be reached.
@@ -20,6 +21,9 @@ const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 /// these.
 const POLL_MIN: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(30);
+/// While batches are still being submitted, polls only keep the progress current: each one
+/// would delay the next submission.
+const POLL_WHILE_SUBMITTING: Duration = Duration::from_secs(1);
 /// Every this many polling rounds, every unfinished job is asked about, not only the oldest.
 const FULL_ROUND_EVERY: u64 = 10;
 
@@ -63,6 +67,43 @@ impl Row {
 
     pub fn completed(&self) -> bool {
         self.state == "COMPLETED"
+    }
+}
+
+/// Where a plan goes as it is made: items to the run as each page is listed (or kept, for
+/// `--dry-run`), skipped rows kept for the report.
+#[derive(Default)]
+pub struct Plan {
+    to_run: Option<mpsc::UnboundedSender<Vec<Item>>>,
+    pub items: Vec<Item>,
+    pub skipped: Vec<Row>,
+}
+
+impl Plan {
+    /// A plan that feeds a run; `finish` it to tell the run that listing is over.
+    pub fn feeding() -> (Self, mpsc::UnboundedReceiver<Vec<Item>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plan = Self {
+            to_run: Some(tx),
+            ..Self::default()
+        };
+        (plan, rx)
+    }
+
+    /// Hands the items planned so far to the run (a no-op for a plan that only collects).
+    pub fn flush(&mut self) {
+        if let Some(tx) = &self.to_run {
+            if !self.items.is_empty() {
+                // A run that has stopped has already failed and says why.
+                let _ = tx.send(std::mem::take(&mut self.items));
+            }
+        }
+    }
+
+    /// Flushes, ends the listing, and keeps the skipped rows.
+    pub fn finish(mut self) -> Vec<Row> {
+        self.flush();
+        self.skipped
     }
 }
 
@@ -111,9 +152,16 @@ pub struct Run<'a, K: Kind> {
     inflight: Vec<Inflight>,
     /// Job ids the journal names: never mistaken for a lost batch's jobs.
     known_jobs: HashSet<String>,
-    /// Batches an earlier run recorded as sending, with no answer recorded.
+    /// What the journal says of items, applied to each item as it arrives.
+    known: HashMap<String, Known>,
+    /// Batches an earlier run recorded as sending, with no answer recorded: settled once every
+    /// item is known.
     in_doubt: Vec<InDoubt>,
+    doubtful: HashSet<String>,
     next_batch: u64,
+    /// Work left, for the progress display.
+    files_left: u64,
+    bytes_left: u64,
 }
 
 impl<'a, K: Kind> Run<'a, K> {
@@ -123,53 +171,53 @@ impl<'a, K: Kind> Run<'a, K> {
         (journal, replayed): (Journal, Replayed),
         run_id: String,
         progress: Progress,
-        items: Vec<Item>,
     ) -> Self {
-        let index = items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| (it.key.clone(), i))
-            .collect();
-        let mut run = Self {
+        let Replayed {
+            known,
+            in_doubt,
+            next_batch,
+        } = replayed;
+        let mut known_jobs = HashSet::new();
+        for k in known.values() {
+            if let Known::Running { job } | Known::Ended { job, .. } = k {
+                known_jobs.insert(job.clone());
+            }
+        }
+        let doubtful = in_doubt.iter().flat_map(|d| d.keys.clone()).collect();
+        Self {
             api,
             kind,
             journal,
             run_id,
             progress,
-            outcomes: items.iter().map(|_| None).collect(),
-            items,
-            index,
+            items: Vec::new(),
+            index: HashMap::new(),
+            outcomes: Vec::new(),
             queue: VecDeque::new(),
             inflight: Vec::new(),
-            known_jobs: HashSet::new(),
-            in_doubt: Vec::new(),
-            next_batch: replayed.next_batch,
-        };
-        run.resume(replayed);
-        run
+            known_jobs,
+            known,
+            in_doubt,
+            doubtful,
+            next_batch,
+            files_left: 0,
+            bytes_left: 0,
+        }
     }
 
-    /// Sorts the items by what earlier runs did: completed ones are done, submitted ones are
-    /// polled, the rest (failed ones included) are sent again. Items of a batch in doubt wait
-    /// until the server has been asked whether it arrived.
-    fn resume(&mut self, replayed: Replayed) {
-        let Replayed {
-            known, in_doubt, ..
-        } = replayed;
-        for k in known.values() {
-            if let Known::Running { job } | Known::Ended { job, .. } = k {
-                self.known_jobs.insert(job.clone());
-            }
-        }
-        let doubtful: HashSet<&String> = in_doubt.iter().flat_map(|d| &d.keys).collect();
+    /// Takes in listed items, sorted by what earlier runs did: completed ones are done,
+    /// submitted ones are polled, the rest (failed ones included) are queued. Items of a batch
+    /// in doubt wait until the server has been asked whether it arrived.
+    fn add(&mut self, items: Vec<Item>) {
         let now = Instant::now();
-        for (i, item) in self.items.iter().enumerate() {
-            if doubtful.contains(&item.key) {
-                continue;
-            }
-            match known.get(&item.key) {
+        for item in items {
+            let i = self.items.len();
+            self.index.insert(item.key.clone(), i);
+            let mut outcome = None;
+            match self.known.get(&item.key) {
+                _ if self.doubtful.contains(&item.key) => {}
                 Some(Known::Ended { job, state, error }) if state == "COMPLETED" => {
-                    self.outcomes[i] = Some(Outcome::Ended {
+                    outcome = Some(Outcome::Ended {
                         job: job.clone(),
                         state: state.clone(),
                         error: error.clone(),
@@ -183,28 +231,48 @@ impl<'a, K: Kind> Run<'a, K> {
                 }),
                 _ => self.queue.push_back(i),
             }
+            if outcome.is_none() {
+                self.files_left += 1;
+                self.bytes_left += item.bytes;
+            }
+            self.outcomes.push(outcome);
+            self.items.push(item);
         }
-        self.in_doubt = in_doubt;
+        self.progress.plan(self.files_left, self.bytes_left);
     }
 
-    /// Runs to the end: every item ends in a final state or refused.
-    pub async fn finish(mut self) -> Result<Vec<Row>, Fail> {
-        let left = self
-            .items
-            .iter()
-            .zip(&self.outcomes)
-            .filter(|(_, o)| o.is_none());
-        let (files, bytes) = left.fold((0, 0), |(n, b), (it, _)| (n + 1, b + it.bytes));
-        self.progress.plan(files, bytes);
-        for doubt in std::mem::take(&mut self.in_doubt) {
-            self.settle_in_doubt(doubt).await?;
-        }
+    /// Runs to the end, taking items as the lister sends them: every item ends in a final
+    /// state or refused. Batches go out as soon as 100 items are known.
+    pub async fn finish(
+        mut self,
+        mut listed: mpsc::UnboundedReceiver<Vec<Item>>,
+    ) -> Result<Vec<Row>, Fail> {
+        let mut listing = true;
         let mut next_poll = Instant::now();
         let mut round = 0u64;
-        while !self.queue.is_empty() || !self.inflight.is_empty() {
+        loop {
+            while let Ok(items) = listed.try_recv() {
+                self.add(items);
+            }
+            if listing && self.queue.len() < BATCH && self.inflight.is_empty() {
+                // Nothing to do but wait for the lister.
+                match listed.recv().await {
+                    Some(items) => self.add(items),
+                    None => listing = false,
+                }
+                continue;
+            }
+            if !listing && !self.in_doubt.is_empty() {
+                for doubt in std::mem::take(&mut self.in_doubt) {
+                    self.settle_in_doubt(doubt).await?;
+                }
+            }
+            if !listing && self.queue.is_empty() && self.inflight.is_empty() {
+                break;
+            }
             self.progress.tick();
-            // Everything is submitted first, with polls in between when they are due.
-            if !self.queue.is_empty() {
+            // Batches go out first, with polls in between when they are due.
+            if self.queue.len() >= BATCH || (!listing && !self.queue.is_empty()) {
                 let n = self.queue.len().min(BATCH);
                 let batch: Vec<usize> = self.queue.drain(..n).collect();
                 let number = self.next_batch;
@@ -213,11 +281,26 @@ impl<'a, K: Kind> Run<'a, K> {
                 if Instant::now() < next_poll || self.inflight.is_empty() {
                     continue;
                 }
+            } else if self.inflight.is_empty() {
+                continue;
             }
-            tokio::time::sleep_until(next_poll.into()).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_poll.into()) => {}
+                more = listed.recv(), if listing => {
+                    match more {
+                        Some(items) => self.add(items),
+                        None => listing = false,
+                    }
+                    continue;
+                }
+            }
             round += 1;
             self.poll(round.is_multiple_of(FULL_ROUND_EVERY)).await?;
-            next_poll = Instant::now() + self.poll_interval();
+            let mut pause = self.poll_interval();
+            if listing || !self.queue.is_empty() {
+                pause = pause.max(POLL_WHILE_SUBMITTING);
+            }
+            next_poll = Instant::now() + pause;
         }
         self.progress.finish();
         Ok(self.rows())
