@@ -150,8 +150,6 @@ pub struct Run<'a, K: Kind> {
     queue: VecDeque<usize>,
     /// In submission order, which is about the order the server runs them.
     inflight: Vec<Inflight>,
-    /// Job ids the journal names: never mistaken for a lost batch's jobs.
-    known_jobs: HashSet<String>,
     /// What the journal says of items, applied to each item as it arrives.
     known: HashMap<String, Known>,
     /// Batches an earlier run recorded as sending, with no answer recorded: settled once every
@@ -177,12 +175,6 @@ impl<'a, K: Kind> Run<'a, K> {
             in_doubt,
             next_batch,
         } = replayed;
-        let mut known_jobs = HashSet::new();
-        for k in known.values() {
-            if let Known::Running { job } | Known::Ended { job, .. } = k {
-                known_jobs.insert(job.clone());
-            }
-        }
         let doubtful = in_doubt.iter().flat_map(|d| d.keys.clone()).collect();
         Self {
             api,
@@ -195,7 +187,6 @@ impl<'a, K: Kind> Run<'a, K> {
             outcomes: Vec::new(),
             queue: VecDeque::new(),
             inflight: Vec::new(),
-            known_jobs,
             known,
             in_doubt,
             doubtful,
@@ -439,7 +430,6 @@ impl<'a, K: Kind> Run<'a, K> {
                         job: Some(job.clone()),
                         error: None,
                     });
-                    self.known_jobs.insert(job.clone());
                     self.inflight.push(Inflight {
                         job: job.clone(),
                         item: i,
@@ -479,11 +469,12 @@ impl<'a, K: Kind> Run<'a, K> {
                 let id = job["id"].as_str().unwrap_or_default();
                 let before_batch = created_ms(job).is_some_and(|t| t < since);
                 older |= before_batch;
-                if before_batch || self.known_jobs.contains(id) {
+                if before_batch {
                     continue;
                 }
                 let key = self.kind.job_key(job, &self.index, &self.items);
-                if let Some(key) = key.filter(|k| wanted.contains(k)) {
+                let key = key.filter(|k| wanted.contains(k) && !self.is_known_job(k, id));
+                if let Some(key) = key {
                     found.entry(key).or_insert_with(|| id.to_string());
                 }
             }
@@ -493,6 +484,20 @@ impl<'a, K: Kind> Run<'a, K> {
             end = start;
         }
         Ok(found)
+    }
+
+    /// Whether the journal or this run already names this job for this item: such a job is an
+    /// earlier attempt, never a lost batch's answer.
+    fn is_known_job(&self, key: &str, id: &str) -> bool {
+        let journal = match self.known.get(key) {
+            Some(Known::Running { job } | Known::Ended { job, .. }) => job == id,
+            _ => false,
+        };
+        let Some(&i) = self.index.get(key) else {
+            return journal;
+        };
+        let ended = matches!(&self.outcomes[i], Some(Outcome::Ended { job, .. }) if job == id);
+        journal || ended || self.inflight.iter().any(|f| f.item == i && f.job == id)
     }
 
     async fn list(&self, query: &[(&str, String)]) -> Result<crate::api::Reply, Fail> {
@@ -519,7 +524,6 @@ impl<'a, K: Kind> Run<'a, K> {
             let key = self.items[i].key.clone();
             match answer["resource"]["id"].as_str() {
                 Some(job) => {
-                    self.known_jobs.insert(job.to_string());
                     self.inflight.push(Inflight {
                         job: job.to_string(),
                         item: i,

@@ -149,12 +149,24 @@ async fn serve(config: Config) -> Result<()> {
     running.stop().await
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let runtime = |threaded: bool| {
+        let mut b = if threaded {
+            tokio::runtime::Builder::new_multi_thread()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        };
+        b.enable_all().build()
+    };
     match Cli::parse().command {
-        Command::Serve(config) => serve(*config).await,
-        Command::Admin { store, command } => admin(store, command).await,
-        Command::Export(args) => std::process::exit(egress_cli::export(*args).await),
-        Command::Import(args) => std::process::exit(egress_cli::import(*args).await),
+        Command::Serve(config) => runtime(true)?.block_on(serve(*config)),
+        Command::Admin { store, command } => runtime(true)?.block_on(admin(store, command)),
+        // A client waits on the network: one thread does, and keeps its memory small.
+        Command::Export(args) => {
+            std::process::exit(runtime(false)?.block_on(egress_cli::export(*args)))
+        }
+        Command::Import(args) => {
+            std::process::exit(runtime(false)?.block_on(egress_cli::import(*args)))
+        }
     }
 }
