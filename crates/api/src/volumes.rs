@@ -139,33 +139,43 @@ pub struct Credentials {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub client_email: Option<String>,
+    /// S3 volumes on an IAM role: the role Egress assumes (the external id is never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub role_arn: Option<String>,
 }
 
 fn render(state: &AppState, v: &VolumeRec) -> Volume {
     let s = &v.service;
     let id = Some(s.credential_id.clone());
+    let none = Credentials {
+        access_key_id: None,
+        client_email: None,
+        role_arn: None,
+    };
     let (credentials, s3) = match s.kind {
+        ServiceKind::S3 if !s.role_arn.is_empty() => (
+            Credentials {
+                role_arn: Some(s.role_arn.clone()),
+                ..none
+            },
+            true,
+        ),
         ServiceKind::S3 => (
             Credentials {
                 access_key_id: id,
-                client_email: None,
+                ..none
             },
             true,
         ),
         ServiceKind::Gcs => (
             Credentials {
-                access_key_id: None,
                 client_email: id,
+                ..none
             },
             false,
         ),
-        ServiceKind::Local => (
-            Credentials {
-                access_key_id: None,
-                client_email: None,
-            },
-            false,
-        ),
+        ServiceKind::Local => (none, false),
     };
     let service = VolumeService {
         bucket: s.bucket.clone(),
@@ -293,7 +303,8 @@ struct NewService {
     region: Option<String>,
     /// Local: an absolute folder inside one the server declares.
     root: Option<String>,
-    /// S3: `access_key_id` and `secret_access_key`; GCS: `client_email` and `private_key` (PEM).
+    /// S3: `access_key_id` and `secret_access_key`, or `role_arn` and `external_id` (an IAM
+    /// role Egress assumes); GCS: `client_email` and `private_key` (PEM).
     #[schema(value_type = Option<Object>)]
     credentials: Option<Map<String, Value>>,
     /// Export defaults.
@@ -476,13 +487,25 @@ fn patch_service(
                         "The service object is invalid: credentials must be an object",
                     ));
                 };
+                let on_role = !v.service.role_arn.is_empty();
                 for (k, val) in creds {
-                    match (v.service.kind, k.as_str()) {
-                        (ServiceKind::S3, "access_key_id") | (ServiceKind::Gcs, "client_email") => {
+                    match (v.service.kind, on_role, k.as_str()) {
+                        (ServiceKind::S3, true, "role_arn") => {
+                            v.service.role_arn = volume::check_role_arn(&text_field(&k, &val)?)?
+                        }
+                        (ServiceKind::S3, true, "external_id") => {
+                            let given = match val {
+                                Value::Null => String::new(),
+                                other => text_field(&k, &other)?,
+                            };
+                            secret = Some(volume::check_external_id(&given)?)
+                        }
+                        (ServiceKind::S3, false, "access_key_id")
+                        | (ServiceKind::Gcs, _, "client_email") => {
                             v.service.credential_id = text_field(&k, &val)?
                         }
-                        (ServiceKind::S3, "secret_access_key")
-                        | (ServiceKind::Gcs, "private_key") => {
+                        (ServiceKind::S3, false, "secret_access_key")
+                        | (ServiceKind::Gcs, _, "private_key") => {
                             let given = text_field(&k, &val)?;
                             if given.is_empty() {
                                 return Err(ApiError::new(
@@ -597,12 +620,14 @@ async fn update(
     let repointed = new.bucket != old.bucket
         || new.endpoint != old.endpoint
         || new.prefix != old.prefix
-        || new.region != old.region;
+        || new.region != old.region
+        || new.role_arn != old.role_arn;
     if repointed && new_secret.is_none() {
         return Err(ApiError::new(
             Code::InvalidService,
             "The service object is invalid: pointing a volume at another bucket, endpoint, \
-             prefix or region needs its credentials (the secret) in the same request.",
+             prefix, region or role needs its credentials (the secret, or the role's \
+             external_id) in the same request.",
         ));
     }
     if v.service.kind == ServiceKind::Gcs && v.access_mode == AccessMode::Rw {

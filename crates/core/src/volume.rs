@@ -11,9 +11,10 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_ENDPOINT: &str = "https://s3.amazonaws.com";
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceKind {
+    #[default]
     S3,
     Gcs,
     Local,
@@ -30,7 +31,7 @@ impl ServiceKind {
 }
 
 /// What a volume connects to, minus its secret (which is sealed separately).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     pub kind: ServiceKind,
     #[serde(default)]
@@ -44,6 +45,10 @@ pub struct Service {
     /// S3 access key id, or the GCS client email: the public half of the credentials.
     #[serde(default)]
     pub credential_id: String,
+    /// S3 volumes on an IAM role: the role Egress assumes with its own AWS identity. The
+    /// external id is the sealed secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role_arn: String,
     /// Local volumes: the folder objects live under.
     #[serde(default)]
     pub root: String,
@@ -68,6 +73,8 @@ pub struct NewVolume {
 pub struct VolumePolicy {
     /// URL prefixes of S3 endpoints users may connect; empty means only AWS S3 over https.
     pub allow_endpoints: Vec<String>,
+    /// The endpoint of S3 volumes whose body names none; empty means `DEFAULT_ENDPOINT`.
+    pub s3_default_endpoint: String,
     /// Folders local volumes may live in (`--local-volume-root`), resolved; none turns local
     /// volumes off.
     pub local_roots: Vec<PathBuf>,
@@ -77,6 +84,15 @@ pub struct VolumePolicy {
 }
 
 impl VolumePolicy {
+    /// The endpoint of S3 volumes whose body names none.
+    pub fn s3_default_endpoint(&self) -> &str {
+        if self.s3_default_endpoint.is_empty() {
+            DEFAULT_ENDPOINT
+        } else {
+            &self.s3_default_endpoint
+        }
+    }
+
     /// Why a resolved local volume root may not be used, if it may not.
     pub fn refuse_local_root(&self, root: &Path) -> Option<&'static str> {
         if self.local_roots.is_empty() {
@@ -321,6 +337,57 @@ pub fn normalize_prefix(prefix: &str) -> SbgResult<String> {
     Ok(trimmed.to_string())
 }
 
+/// An IAM role ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+pub fn check_role_arn(arn: &str) -> SbgResult<String> {
+    let bad = || {
+        invalid_service("role_arn must be an IAM role ARN (arn:aws:iam::123456789012:role/name)")
+    };
+    let rest = arn.strip_prefix("arn:").ok_or_else(bad)?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, region, account, resource) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let name = resource.strip_prefix("role/").unwrap_or("");
+    let name_ok = !name.is_empty()
+        && name.len() <= 512
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+    if !(partition == "aws" || partition.starts_with("aws-"))
+        || !partition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
+        || service != "iam"
+        || !region.is_empty()
+        || account.len() != 12
+        || !account.bytes().all(|b| b.is_ascii_digit())
+        || !name_ok
+    {
+        return Err(bad());
+    }
+    Ok(arn.to_string())
+}
+
+/// An STS external id: empty (the role asks for none), or 2 to 1224 characters of
+/// `[\w+=,.@:/-]`, as STS takes it.
+pub fn check_external_id(id: &str) -> SbgResult<String> {
+    let ok = id.is_empty()
+        || ((2..=1224).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)));
+    if !ok {
+        return Err(invalid_service(
+            "external_id must be 2 to 1224 letters, digits or _+=,.@:/- characters",
+        ));
+    }
+    Ok(id.to_string())
+}
+
 /// Parses the `service` object of a create body into the stored service and its secret.
 pub fn parse_service(
     value: Option<&Value>,
@@ -361,19 +428,29 @@ pub fn parse_service(
         credential_id: String::new(),
         root: String::new(),
         properties,
+        ..Default::default()
     };
     let secret = match kind {
         ServiceKind::S3 => {
-            if credentials.contains_key("role_arn") {
-                return Err(invalid_service("role-based credentials are not supported; give access_key_id and secret_access_key"));
-            }
             service.bucket = required(obj, "bucket")?;
             service.endpoint = check_endpoint(
-                &text(obj, "endpoint")?.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
+                &text(obj, "endpoint")?.unwrap_or_else(|| policy.s3_default_endpoint().into()),
                 policy,
             )?;
-            service.credential_id = required(credentials, "access_key_id")?;
-            required(credentials, "secret_access_key")?
+            if credentials.contains_key("role_arn") {
+                if credentials.contains_key("access_key_id")
+                    || credentials.contains_key("secret_access_key")
+                {
+                    return Err(invalid_service(
+                        "give either role_arn (and external_id) or access_key_id and secret_access_key, not both",
+                    ));
+                }
+                service.role_arn = check_role_arn(&required(credentials, "role_arn")?)?;
+                check_external_id(&text(credentials, "external_id")?.unwrap_or_default())?
+            } else {
+                service.credential_id = required(credentials, "access_key_id")?;
+                required(credentials, "secret_access_key")?
+            }
         }
         ServiceKind::Gcs => {
             if access_mode == AccessMode::Rw {
@@ -736,6 +813,56 @@ mod tests {
                 "{bad_root}"
             );
         }
+    }
+
+    #[test]
+    fn role_credentials() {
+        let policy = VolumePolicy {
+            allow_endpoints: vec!["http://127.0.0.1:5000".into()],
+            s3_default_endpoint: "http://127.0.0.1:5000".into(),
+            ..Default::default()
+        };
+        let arn = "arn:aws:iam::123456789012:role/path/reader";
+        let body = json!({"type": "s3", "bucket": "b", "credentials": {"role_arn": arn, "external_id": "ext-1"}});
+        let (svc, secret) = parse_service(Some(&body), AccessMode::Rw, &policy).unwrap();
+        assert_eq!(
+            (
+                svc.role_arn.as_str(),
+                svc.credential_id.as_str(),
+                secret.as_str()
+            ),
+            (arn, "", "ext-1")
+        );
+        assert_eq!(
+            svc.endpoint, "http://127.0.0.1:5000",
+            "the server's default endpoint"
+        );
+        let no_ext = json!({"type": "s3", "bucket": "b", "credentials": {"role_arn": arn, "external_id": null}});
+        assert_eq!(
+            parse_service(Some(&no_ext), AccessMode::Ro, &policy)
+                .unwrap()
+                .1,
+            ""
+        );
+        for bad in [
+            json!({"role_arn": "arn:aws:iam::12345:role/x"}),
+            json!({"role_arn": "arn:aws:iam::123456789012:user/x"}),
+            json!({"role_arn": "arn:aws:s3:::bucket"}),
+            json!({"role_arn": "arn:aws:iam:us-east-1:123456789012:role/x"}),
+            json!({"role_arn": "arn:aws:iam::123456789012:role/"}),
+            json!({"role_arn": "arn:aws:iam::123456789012:role/a b"}),
+            json!({"role_arn": ""}),
+            json!({"role_arn": arn, "external_id": "x"}),
+            json!({"role_arn": arn, "external_id": "has space"}),
+            json!({"role_arn": arn, "external_id": 7}),
+            json!({"role_arn": arn, "access_key_id": "AK", "secret_access_key": "SK"}),
+        ] {
+            let body = json!({"type": "s3", "bucket": "b", "credentials": bad});
+            let err = parse_service(Some(&body), AccessMode::Ro, &policy).unwrap_err();
+            assert_eq!((err.status(), err.code.number()), (400, 9017), "{bad}");
+        }
+        assert!(check_role_arn("arn:aws-us-gov:iam::123456789012:role/r").is_ok());
+        assert!(check_role_arn("arn:aws-cn:iam::123456789012:role/a+=,.@_-").is_ok());
     }
 
     #[test]

@@ -180,6 +180,25 @@ pub struct VolumeConfig {
         value_delimiter = ','
     )]
     pub local_roots: Vec<PathBuf>,
+    /// Endpoint of S3 volumes whose body names none (the official client's helpers never send
+    /// one); the allowlist applies to it too
+    #[arg(
+        long = "s3-default-endpoint",
+        env = "EGRESS_S3_DEFAULT_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://s3.amazonaws.com"
+    )]
+    pub s3_default_endpoint: String,
+    /// STS endpoint where Egress assumes the IAM roles of S3 volumes, with its own identity from
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` (without one, such
+    /// volumes are refused)
+    #[arg(
+        long = "sts-endpoint",
+        env = "EGRESS_STS_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://sts.amazonaws.com"
+    )]
+    pub sts_endpoint: String,
 }
 
 impl Config {

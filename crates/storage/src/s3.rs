@@ -3,6 +3,7 @@
 use super::{ByteRange, ByteStream, ObjectStore};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_s3::config::endpoint::{Endpoint, EndpointFuture, Params, ResolveEndpoint};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -87,14 +88,18 @@ impl Timeouts {
 /// Builds one reusable S3 client: path-style, explicit credentials, no default checksum
 /// headers (some S3-compatible servers reject them), the default timeouts, and the activity
 /// interceptor the engine's stall detection reads.
-pub fn build_client(endpoint: Option<&str>, region: &str, credentials: Credentials) -> Client {
+pub fn build_client(
+    endpoint: Option<&str>,
+    region: &str,
+    credentials: impl ProvideCredentials + 'static,
+) -> Client {
     build_client_with(endpoint, region, credentials, Timeouts::DEFAULT)
 }
 
 fn build_client_with(
     endpoint: Option<&str>,
     region: &str,
-    credentials: Credentials,
+    credentials: impl ProvideCredentials + 'static,
     timeouts: Timeouts,
 ) -> Client {
     let mut conf = aws_sdk_s3::Config::builder()

@@ -7,6 +7,7 @@ mod local;
 mod s3;
 
 pub use s3::classify;
+pub use s3::role::{AwsIdentity, DEFAULT_STS_ENDPOINT};
 
 use super::{ByteRange, ByteStream, ObjectStore};
 use crate::activity::Activity;
@@ -323,13 +324,31 @@ pub enum OpenError {
     Unreachable(&'static str),
 }
 
+/// What the server itself brings to reach volumes.
+#[derive(Debug, Clone, Default)]
+pub struct CloudSettings {
+    /// The server's own AWS identity, which S3 volumes on an IAM role trust; none turns such
+    /// volumes off.
+    pub aws_identity: Option<AwsIdentity>,
+    /// Where AssumeRole is sent; empty means `s3::role::DEFAULT_STS_ENDPOINT`.
+    pub sts_endpoint: String,
+}
+
 /// Opens volumes' backends, keeping what is worth reusing between calls (S3 clients).
 #[derive(Default)]
 pub struct VolumeClients {
     s3: s3::Clients,
+    cloud: CloudSettings,
 }
 
 impl VolumeClients {
+    pub fn new(cloud: CloudSettings) -> Self {
+        Self {
+            cloud,
+            ..Default::default()
+        }
+    }
+
     /// The backend of a volume, given its unsealed secret: the one place that picks the
     /// implementation for a kind of volume. A local volume's folder is checked against the
     /// policy at every use, not only when the volume was made.
@@ -342,8 +361,14 @@ impl VolumeClients {
         let service = &volume.service;
         Ok(match service.kind {
             ServiceKind::S3 => {
-                let client = self.s3.client(&volume.id, service, secret);
-                Arc::new(s3::S3Volume::new(client, service))
+                let (client, role) = self
+                    .s3
+                    .client(&volume.id, service, secret, &self.cloud)
+                    .ok_or(OpenError::Unreachable(
+                        "S3 volumes on an IAM role need the server's own AWS identity \
+                         (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), and this server has none",
+                    ))?;
+                Arc::new(s3::S3Volume::new(client, role, service))
             }
             ServiceKind::Local => {
                 Arc::new(local::LocalVolume::open(service, policy).map_err(OpenError::Refused)?)
