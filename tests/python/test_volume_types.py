@@ -77,7 +77,7 @@ def put(moto, bucket, key, data):
 
 
 def import_and_read(api, project, volume, location, scratch):
-    imp = wait_import(api.imports.submit_import(volume=volume, location=location, project=project))
+    imp = wait_import(api.imports.submit_import(volume=volume, location=location, project=project, autorename=True))
     assert imp.state == "COMPLETED", imp.error
     return download_bytes(api.files.get(imp.result.id), scratch)
 
@@ -106,7 +106,7 @@ def test_s3_role_volume_browse_import_export(api, project, moto_iam, roles, tmp_
     # import recorded (size, and the MD5 from the single-part object's ETag) and by the URL a
     # download gets: signed with the role's temporary credentials.
     for location, data in [("in/big.bin", BIG), ("in/small.txt", SMALL)]:
-        imp = wait_import(api.imports.submit_import(volume=v, location=location, project=project))
+        imp = wait_import(api.imports.submit_import(volume=v, location=location, project=project, autorename=True))
         assert imp.state == "COMPLETED", imp.error
         alias = api.files.get(imp.result.id)
         assert alias.size == len(data)
@@ -167,3 +167,51 @@ def test_s3_role_needs_the_servers_own_identity(tmp_path_factory, moto, moto_iam
         assert "AWS identity" in e.value.message
     finally:
         s.stop()
+
+
+# ---- Alibaba OSS, through its S3-compatible API (moto stands in for the endpoint) --------------
+
+def test_oss_volume_browse_import_and_no_export(api, project, moto, tmp_path):
+    bucket = moto.bucket(unique("oss-vol-"))
+    put(moto, bucket, "data/big.bin", BIG)
+    put(moto, bucket, "data/small.txt", SMALL)
+    # moto without IAM takes any keys.
+    v = api.volumes.create_oss_volume(unique("oss"), bucket, moto.endpoint, "LTAI-oss-key", "oss-secret-9", "RO")
+    assert v.service["type"] == "oss" and v.access_mode == "RO"
+    shown = api.get(f"/storage/volumes/{v.id}").json()
+    assert shown["service"]["credentials"] == {"access_key_id": "LTAI-oss-key"}
+    assert shown["service"]["endpoint"] == moto.endpoint
+    assert "oss-secret-9" not in json.dumps(shown)
+
+    assert sorted(o.location for o in v.list(prefix="data/")) == ["data/big.bin", "data/small.txt"]
+    assert v.get_volume_object_info("data/small.txt").metadata["size"] == len(SMALL)
+    assert_same(import_and_read(api, project, v, "data/big.bin", tmp_path), BIG)
+    assert_same(import_and_read(api, project, v, "data/small.txt", tmp_path), SMALL)
+
+    f = upload_bytes(api, tmp_path, project.id, unique("to_oss") + ".txt", b"x")
+    with pytest.raises(BadRequest) as e:
+        api.exports.submit_export(file=f, volume=v, location="out.txt", copy_only=True)
+    assert code_of(e) == 9027
+
+
+def test_oss_volume_validation(api, moto):
+    bucket = moto.bucket(unique("oss-bad-"))
+    with pytest.raises(BadRequest) as e:
+        api.volumes.create_oss_volume(unique("oss_rw"), bucket, moto.endpoint, moto.key, moto.secret, "RW")
+    assert code_of(e) == 9057
+    with pytest.raises(BadRequest) as e:  # not on the allowlist: refused before any connection
+        api.volumes.create_oss_volume(unique("oss_far"), bucket, "https://oss-cn-hangzhou.aliyuncs.com",
+                                      moto.key, moto.secret, "RO")
+    assert code_of(e) == 9017
+    no_endpoint = {"name": unique("oss_noend"), "access_mode": "RO", "service": {
+        "type": "OSS", "bucket": bucket, "credentials": {"access_key_id": moto.key, "secret_access_key": moto.secret}}}
+    with pytest.raises(BadRequest) as e:
+        api.post("/storage/volumes", data=no_endpoint)
+    assert code_of(e) == 9017
+    with pytest.raises(Forbidden) as e:
+        api.volumes.create_oss_volume(unique("oss_gone"), "no-such-bucket-here", moto.endpoint, moto.key, moto.secret, "RO")
+    assert code_of(e) == 9001
+    v = api.volumes.create_oss_volume(unique("oss_ok"), bucket, moto.endpoint, moto.key, moto.secret, "RO")
+    with pytest.raises(BadRequest) as e:
+        api.patch(f"/storage/volumes/{v.id}", data={"access_mode": "RW"})
+    assert code_of(e) == 9057

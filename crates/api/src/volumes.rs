@@ -161,7 +161,7 @@ fn render(state: &AppState, v: &VolumeRec) -> Volume {
             },
             true,
         ),
-        ServiceKind::S3 => (
+        ServiceKind::S3 | ServiceKind::Oss => (
             Credentials {
                 access_key_id: id,
                 ..none
@@ -290,14 +290,16 @@ struct NewVolume {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Describes the body only.
 struct NewService {
-    /// `s3`, `gcs` (read-only) or `local` (platform administrators only), in any case.
+    /// `s3`, `gcs` (read-only), `oss` (read-only) or `local` (platform administrators only), in
+    /// any case.
     #[serde(rename = "type")]
     kind: String,
     /// S3 and GCS.
     bucket: Option<String>,
     /// A relative path without `.` or `..` segments.
     prefix: Option<String>,
-    /// S3: `http(s)://host[:port]`, one the server allows [default: AWS S3].
+    /// S3 and OSS: `http(s)://host[:port]`, one the server allows [S3 default: AWS S3; required
+    /// for OSS].
     endpoint: Option<String>,
     /// S3 [default: `us-east-1`].
     region: Option<String>,
@@ -465,8 +467,11 @@ fn patch_service(
             "prefix" => v.service.prefix = volume::normalize_prefix(&text_field(&key, &value)?)?,
             "region" => v.service.region = text_field(&key, &value)?,
             "endpoint" => {
-                v.service.endpoint =
-                    volume::check_endpoint(&text_field(&key, &value)?, &state.volume_policy)?
+                v.service.endpoint = volume::check_endpoint_for(
+                    v.service.kind,
+                    &text_field(&key, &value)?,
+                    &state.volume_policy,
+                )?
             }
             "properties" => {
                 let Value::Object(changes) = value else {
@@ -501,10 +506,12 @@ fn patch_service(
                             secret = Some(volume::check_external_id(&given)?)
                         }
                         (ServiceKind::S3, false, "access_key_id")
+                        | (ServiceKind::Oss, _, "access_key_id")
                         | (ServiceKind::Gcs, _, "client_email") => {
                             v.service.credential_id = text_field(&k, &val)?
                         }
                         (ServiceKind::S3, false, "secret_access_key")
+                        | (ServiceKind::Oss, _, "secret_access_key")
                         | (ServiceKind::Gcs, _, "private_key") => {
                             let given = text_field(&k, &val)?;
                             if given.is_empty() {
@@ -632,6 +639,15 @@ async fn update(
     }
     if v.service.kind == ServiceKind::Gcs && v.access_mode == AccessMode::Rw {
         return Err(ApiError::from(Code::GcsReadOnlyOnly));
+    }
+    if v.service.kind.read_only() && v.access_mode == AccessMode::Rw {
+        return Err(ApiError::new(
+            Code::GcsReadOnlyOnly,
+            format!(
+                "This environment only supports RO buckets of type {}.",
+                v.service.kind.as_str().to_uppercase()
+            ),
+        ));
     }
     let deactivating = before.active && !v.active;
     let jobs_in_the_way = (deactivating

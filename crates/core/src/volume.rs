@@ -18,6 +18,8 @@ pub enum ServiceKind {
     S3,
     Gcs,
     Local,
+    /// Alibaba Cloud OSS, through its S3-compatible API; read-only.
+    Oss,
 }
 
 impl ServiceKind {
@@ -26,7 +28,18 @@ impl ServiceKind {
             ServiceKind::S3 => "s3",
             ServiceKind::Gcs => "gcs",
             ServiceKind::Local => "local",
+            ServiceKind::Oss => "oss",
         }
+    }
+
+    /// Whether the volume is reached through the S3 API.
+    pub fn speaks_s3(self) -> bool {
+        matches!(self, ServiceKind::S3 | ServiceKind::Oss)
+    }
+
+    /// Whether Egress only reads such volumes: exports to them are refused (9027).
+    pub fn read_only(self) -> bool {
+        matches!(self, ServiceKind::Gcs | ServiceKind::Oss)
     }
 }
 
@@ -243,6 +256,29 @@ pub fn parse_access_mode(value: Option<&Value>) -> SbgResult<AccessMode> {
 /// Normalizes an S3 endpoint to `scheme://host[:port]` (a bare host means https) and checks it
 /// against the allowlist before anything connects to it.
 pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> SbgResult<String> {
+    check_endpoint_for(ServiceKind::S3, endpoint, policy)
+}
+
+/// Whether `host` is an OSS region endpoint, `oss-<region>.aliyuncs.com`.
+pub fn is_oss_host(host: &str) -> bool {
+    host.strip_suffix(".aliyuncs.com")
+        .and_then(|rest| rest.strip_prefix("oss-"))
+        .is_some_and(|region| {
+            !region.is_empty()
+                && !region.starts_with('-')
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// `check_endpoint` for a kind of volume: without an explicit allowlist, each kind allows its
+/// own cloud's hosts over https.
+pub fn check_endpoint_for(
+    kind: ServiceKind,
+    endpoint: &str,
+    policy: &VolumePolicy,
+) -> SbgResult<String> {
     let with_scheme = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
@@ -296,7 +332,11 @@ pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> SbgResult<String
         }
     }
     let allowed = if policy.allow_endpoints.is_empty() {
-        url.scheme() == "https" && url.port().is_none() && is_aws_s3_host(host)
+        let own_cloud = match kind {
+            ServiceKind::Oss => is_oss_host(host),
+            _ => is_aws_s3_host(host),
+        };
+        url.scheme() == "https" && url.port().is_none() && own_cloud
     } else {
         policy.allow_endpoints.iter().any(|prefix| {
             let prefix = prefix.trim_end_matches('/');
@@ -405,7 +445,8 @@ pub fn parse_service(
         Some("s3") => ServiceKind::S3,
         Some("gcs") => ServiceKind::Gcs,
         Some("local") => ServiceKind::Local,
-        _ => return Err(invalid_service("type must be s3, gcs or local")),
+        Some("oss") => ServiceKind::Oss,
+        _ => return Err(invalid_service("type must be s3, gcs, oss or local")),
     };
     let empty = Map::new();
     let credentials = match obj.get("credentials") {
@@ -451,6 +492,28 @@ pub fn parse_service(
                 service.credential_id = required(credentials, "access_key_id")?;
                 required(credentials, "secret_access_key")?
             }
+        }
+        ServiceKind::Oss => {
+            if access_mode == AccessMode::Rw {
+                return Err(SbgError::new(
+                    Code::GcsReadOnlyOnly,
+                    "This environment only supports RO buckets of type OSS.",
+                ));
+            }
+            service.bucket = required(obj, "bucket")?;
+            service.endpoint = check_endpoint_for(kind, &required(obj, "endpoint")?, policy)?;
+            // OSS signs with its region, `oss-cn-hangzhou` for oss-cn-hangzhou.aliyuncs.com.
+            if text(obj, "region")?.is_none() {
+                let host = service.endpoint.split("://").nth(1).unwrap_or("");
+                if let Some(region) = host
+                    .strip_suffix(".aliyuncs.com")
+                    .filter(|_| is_oss_host(host))
+                {
+                    service.region = region.to_string();
+                }
+            }
+            service.credential_id = required(credentials, "access_key_id")?;
+            required(credentials, "secret_access_key")?
         }
         ServiceKind::Gcs => {
             if access_mode == AccessMode::Rw {
@@ -863,6 +926,47 @@ mod tests {
         }
         assert!(check_role_arn("arn:aws-us-gov:iam::123456789012:role/r").is_ok());
         assert!(check_role_arn("arn:aws-cn:iam::123456789012:role/a+=,.@_-").is_ok());
+    }
+
+    #[test]
+    fn oss_services() {
+        let aws_only = VolumePolicy::default();
+        let body = |endpoint: &str, mode| {
+            let b = json!({"type": "OSS", "bucket": "b", "endpoint": endpoint,
+                "credentials": {"access_key_id": "AK", "secret_access_key": "SK"}});
+            parse_service(Some(&b), mode, &aws_only)
+        };
+        let (svc, secret) = body("https://oss-cn-hangzhou.aliyuncs.com", AccessMode::Ro).unwrap();
+        assert_eq!(
+            (svc.kind, svc.region.as_str(), secret.as_str()),
+            (ServiceKind::Oss, "oss-cn-hangzhou", "SK")
+        );
+        assert_eq!(
+            body("https://oss-cn-hangzhou.aliyuncs.com", AccessMode::Rw)
+                .unwrap_err()
+                .code
+                .number(),
+            9057
+        );
+        for bad in [
+            "http://oss-cn-hangzhou.aliyuncs.com",
+            "https://s3.amazonaws.com",
+            "https://oss-.aliyuncs.com",
+            "https://evil-oss-cn.aliyuncs.com",
+            "https://oss-cn-hangzhou.aliyuncs.com.evil.com",
+            "http://127.0.0.1:9000",
+        ] {
+            assert_eq!(
+                body(bad, AccessMode::Ro).unwrap_err().code.number(),
+                9017,
+                "{bad}"
+            );
+        }
+        assert!(
+            check_endpoint("https://oss-cn-hangzhou.aliyuncs.com", &aws_only).is_err(),
+            "an OSS host is no S3 volume's endpoint"
+        );
+        assert!(ServiceKind::Oss.read_only() && ServiceKind::Oss.speaks_s3());
     }
 
     #[test]

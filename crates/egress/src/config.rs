@@ -160,8 +160,9 @@ pub fn database_url(data_dir: &Path, database_url: Option<&str>) -> String {
 /// overlap, when it starts.
 #[derive(Debug, Clone, Args)]
 pub struct VolumeConfig {
-    /// URL prefix of an S3 endpoint volumes may use; repeatable, comma-separated in the
-    /// environment [default: AWS S3 over https only]
+    /// URL prefix of an endpoint volumes may use (S3, OSS, GCS, Azure); repeatable,
+    /// comma-separated in the environment. Given, it replaces every default [default: each
+    /// cloud's own hosts over https only]
     #[arg(
         long = "allow-endpoint",
         env = "EGRESS_ALLOW_ENDPOINTS",

@@ -360,7 +360,7 @@ impl VolumeClients {
     ) -> Result<Arc<dyn VolumeBackend>, OpenError> {
         let service = &volume.service;
         Ok(match service.kind {
-            ServiceKind::S3 => {
+            ServiceKind::S3 | ServiceKind::Oss => {
                 let (client, role) = self
                     .s3
                     .client(&volume.id, service, secret, &self.cloud)

@@ -8,7 +8,7 @@ use super::{
     CopyError, CopyIn, CopyProgress, Listing, ObjectInfo, VolumeBackend, VolumeError,
     VolumeErrorKind,
 };
-use crate::s3::build_client;
+use crate::s3::{build_client, build_virtual_hosted_client};
 use crate::{ByteRange, ByteStream};
 use async_trait::async_trait;
 use aws_credential_types::provider::ProvideCredentials;
@@ -16,7 +16,7 @@ use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::Client;
-use egress_core::volume::Service;
+use egress_core::volume::{is_oss_host, Service, ServiceKind};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -138,7 +138,12 @@ impl Clients {
         let (client, role) = if service.role_arn.is_empty() {
             let credentials =
                 Credentials::new(&service.credential_id, secret, None, None, "volume");
-            let client = build_client(Some(&service.endpoint), &service.region, credentials);
+            let host = service.endpoint.split("://").nth(1).unwrap_or("");
+            let client = if service.kind == ServiceKind::Oss && is_oss_host(host) {
+                build_virtual_hosted_client(&service.endpoint, &service.region, credentials)
+            } else {
+                build_client(Some(&service.endpoint), &service.region, credentials)
+            };
             (client, None)
         } else {
             let role = Arc::new(role::AssumeRole::new(
