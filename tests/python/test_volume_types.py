@@ -215,3 +215,74 @@ def test_oss_volume_validation(api, moto):
     with pytest.raises(BadRequest) as e:
         api.patch(f"/storage/volumes/{v.id}", data={"access_mode": "RW"})
     assert code_of(e) == 9057
+
+
+# ---- Google Cloud Storage (gcp-storage-emulator) ---------------------------------------------
+
+def test_gcs_volume_browse_import_byte_for_byte(api, project, gcs, tmp_path):
+    bucket = gcs.bucket(unique("gcs-vol-"))
+    gcs.put(bucket, "reads/big.bin", BIG)
+    gcs.put(bucket, "reads/small.txt", SMALL)
+    gcs.put(bucket, "reads/deeper/c.txt", b"c")
+    v = api.volumes.create_google_volume(unique("gcs"), bucket, gcs.email, gcs.key, "RO", prefix="reads")
+    shown = api.get(f"/storage/volumes/{v.id}").json()
+    assert shown["service"]["credentials"] == {"client_email": gcs.email}
+    assert "PRIVATE KEY" not in json.dumps(shown)
+
+    listing = v.list()
+    assert sorted(o.location for o in listing) == ["big.bin", "small.txt"]
+    assert [p.prefix for p in listing.prefixes] == ["deeper/"]
+    info = v.get_volume_object_info("big.bin")
+    assert info.metadata["size"] == len(BIG)
+
+    assert_same(import_and_read(api, project, v, "big.bin", tmp_path), BIG)
+    assert_same(import_and_read(api, project, v, "small.txt", tmp_path), SMALL)
+    # The MD5 GCS states is recorded on the alias.
+    imp = wait_import(api.imports.submit_import(volume=v, location="small.txt", project=project, autorename=True))
+    assert api.get(f"/files/{imp.result.id}").json()["checksums"]["md5"] == hashlib.md5(SMALL).hexdigest()
+    # A folder import brings the whole tree.
+    folder = wait_import(api.imports.submit_import(volume=v, location="deeper/", project=project, autorename=True))
+    assert folder.state == "COMPLETED", folder.error
+
+    f = upload_bytes(api, tmp_path, project.id, unique("to_gcs") + ".txt", b"x")
+    with pytest.raises(BadRequest) as e:
+        api.exports.submit_export(file=f, volume=v, location="out.txt")
+    assert code_of(e) == 9027
+
+
+def test_gcs_volume_validation_and_probe(api, gcs):
+    bucket = gcs.bucket(unique("gcs-bad-"))
+    with pytest.raises(BadRequest) as e:
+        api.volumes.create_google_volume(unique("gcs_key"), bucket, gcs.email,
+                                         "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n", "RO")
+    assert code_of(e) == 9025
+    with pytest.raises(BadRequest) as e:
+        api.volumes.create_google_volume(unique("gcs_key"), bucket, gcs.email, "not a key", "RO")
+    assert code_of(e) == 9025
+    with pytest.raises(Forbidden) as e:
+        api.volumes.create_google_volume(unique("gcs_gone"), "no-such-gcs-bucket", gcs.email, gcs.key, "RO")
+    assert code_of(e) == 9001
+    far = {"name": unique("gcs_far"), "access_mode": "RO", "service": {
+        "type": "gcs", "bucket": bucket, "root_url": "https://gcs.example.com",
+        "credentials": {"client_email": gcs.email, "private_key": gcs.key}}}
+    with pytest.raises(BadRequest) as e:
+        api.post("/storage/volumes", data=far)
+    assert code_of(e) == 9017
+
+
+def test_gcs_iam_volume_is_validated_then_refused_clearly(api, gcs):
+    bucket = gcs.bucket(unique("gcs-iam-"))
+    configuration = json.dumps({
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/sbg",
+        "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "credential_source": {"environment_id": "aws1"}})
+    with pytest.raises(Forbidden) as e:
+        api.volumes.create_google_iam_volume(unique("gcs_iam"), bucket, configuration, "RO")
+    assert code_of(e) == 9001
+    assert "identity federation" in e.value.message
+    for bad in ["not json", json.dumps({"type": "service_account"}), json.dumps([1])]:
+        with pytest.raises(BadRequest) as e:
+            api.volumes.create_google_iam_volume(unique("gcs_iam"), bucket, bad, "RO")
+        assert code_of(e) == 9017

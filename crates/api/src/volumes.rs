@@ -168,6 +168,7 @@ fn render(state: &AppState, v: &VolumeRec) -> Volume {
             },
             true,
         ),
+        ServiceKind::Gcs if s.federated => (none, false),
         ServiceKind::Gcs => (
             Credentials {
                 client_email: id,
@@ -180,7 +181,8 @@ fn render(state: &AppState, v: &VolumeRec) -> Volume {
     let service = VolumeService {
         bucket: s.bucket.clone(),
         credentials,
-        endpoint: s3.then(|| s.endpoint.clone()),
+        endpoint: (s3 || (s.kind == ServiceKind::Gcs && !s.endpoint.is_empty()))
+            .then(|| s.endpoint.clone()),
         prefix: s.prefix.clone(),
         properties: s.properties.clone(),
         region: s3.then(|| s.region.clone()),
@@ -298,15 +300,17 @@ struct NewService {
     bucket: Option<String>,
     /// A relative path without `.` or `..` segments.
     prefix: Option<String>,
-    /// S3 and OSS: `http(s)://host[:port]`, one the server allows [S3 default: AWS S3; required
-    /// for OSS].
+    /// S3, OSS and GCS (also as `root_url`): `http(s)://host[:port]`, one the server allows
+    /// [S3 default: AWS S3; GCS default: Google; required for OSS].
     endpoint: Option<String>,
     /// S3 [default: `us-east-1`].
     region: Option<String>,
     /// Local: an absolute folder inside one the server declares.
     root: Option<String>,
     /// S3: `access_key_id` and `secret_access_key`, or `role_arn` and `external_id` (an IAM
-    /// role Egress assumes); GCS: `client_email` and `private_key` (PEM).
+    /// role Egress assumes); GCS: `client_email` and `private_key` (PEM), or `configuration`
+    /// (workload identity federation: accepted, but this server cannot be trusted by Google, so
+    /// the access probe fails with 9001).
     #[schema(value_type = Option<Object>)]
     credentials: Option<Map<String, Value>>,
     /// Export defaults.
@@ -357,10 +361,9 @@ async fn create(
         modified_at: now,
         uid: egress_core::util::new_long_id(),
     };
-    if record.service.kind != ServiceKind::Gcs {
-        let backend = state.volume_backend(&record, Some(&spec.secret))?;
-        probe(&*backend, &record).await?;
-    }
+    check_private_key(&record.service, &spec.secret)?;
+    let backend = state.volume_backend(&record, Some(&spec.secret))?;
+    probe(&*backend, &record).await?;
     state
         .store
         .create_volume(&record)
@@ -370,6 +373,21 @@ async fn create(
             e => e.into(),
         })?;
     Ok(Json(render(&state, &record)))
+}
+
+/// A GCS service account's key must be one Egress can sign with (9025).
+fn check_private_key(service: &volume::Service, secret: &str) -> ApiResult<()> {
+    if service.kind == ServiceKind::Gcs
+        && !service.federated
+        && egress_storage::volume::parse_private_key(secret).is_none()
+    {
+        return Err(ApiError::new(
+            Code::InvalidPrivateKey,
+            "Invalid private key given (private_key): it must be an RSA key in PEM (PKCS #8), \
+             as in the service account's JSON key file.",
+        ));
+    }
+    Ok(())
 }
 
 /// A local volume is a folder on the server: only a platform administrator may make one, and only
@@ -492,7 +510,7 @@ fn patch_service(
                         "The service object is invalid: credentials must be an object",
                     ));
                 };
-                let on_role = !v.service.role_arn.is_empty();
+                let on_role = !v.service.role_arn.is_empty() || v.service.federated;
                 for (k, val) in creds {
                     match (v.service.kind, on_role, k.as_str()) {
                         (ServiceKind::S3, true, "role_arn") => {
@@ -507,12 +525,15 @@ fn patch_service(
                         }
                         (ServiceKind::S3, false, "access_key_id")
                         | (ServiceKind::Oss, _, "access_key_id")
-                        | (ServiceKind::Gcs, _, "client_email") => {
+                        | (ServiceKind::Gcs, false, "client_email") => {
                             v.service.credential_id = text_field(&k, &val)?
+                        }
+                        (ServiceKind::Gcs, true, "configuration") => {
+                            secret = Some(volume::check_gcs_configuration(Some(&val))?)
                         }
                         (ServiceKind::S3, false, "secret_access_key")
                         | (ServiceKind::Oss, _, "secret_access_key")
-                        | (ServiceKind::Gcs, _, "private_key") => {
+                        | (ServiceKind::Gcs, false, "private_key") => {
                             let given = text_field(&k, &val)?;
                             if given.is_empty() {
                                 return Err(ApiError::new(
@@ -660,11 +681,12 @@ async fn update(
     let reconnect = v.service != before.service
         || new_secret.is_some()
         || (v.access_mode == AccessMode::Rw && before.access_mode != AccessMode::Rw);
-    if reconnect && v.service.kind != ServiceKind::Gcs {
+    if reconnect {
         let secret = match &new_secret {
             Some(s) => s.clone(),
             None => state.secrets.open(&before.secret, &before.id)?,
         };
+        check_private_key(&v.service, &secret)?;
         probe(&*state.volume_backend(&v, Some(&secret))?, &v).await?;
     }
     if let Some(secret) = new_secret {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_ENDPOINT: &str = "https://s3.amazonaws.com";
 pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_GCS_ENDPOINT: &str = "https://storage.googleapis.com";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +63,10 @@ pub struct Service {
     /// external id is the sealed secret.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub role_arn: String,
+    /// GCS volumes given an IAM `configuration` (workload identity federation) instead of a
+    /// service account key; the configuration is the sealed secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub federated: bool,
     /// Local volumes: the folder objects live under.
     #[serde(default)]
     pub root: String,
@@ -88,6 +93,8 @@ pub struct VolumePolicy {
     pub allow_endpoints: Vec<String>,
     /// The endpoint of S3 volumes whose body names none; empty means `DEFAULT_ENDPOINT`.
     pub s3_default_endpoint: String,
+    /// The endpoint of GCS volumes whose body names none; empty means `DEFAULT_GCS_ENDPOINT`.
+    pub gcs_default_endpoint: String,
     /// Folders local volumes may live in (`--local-volume-root`), resolved; none turns local
     /// volumes off.
     pub local_roots: Vec<PathBuf>,
@@ -97,6 +104,15 @@ pub struct VolumePolicy {
 }
 
 impl VolumePolicy {
+    /// The endpoint of GCS volumes whose body names none.
+    pub fn gcs_default_endpoint(&self) -> &str {
+        if self.gcs_default_endpoint.is_empty() {
+            DEFAULT_GCS_ENDPOINT
+        } else {
+            &self.gcs_default_endpoint
+        }
+    }
+
     /// The endpoint of S3 volumes whose body names none.
     pub fn s3_default_endpoint(&self) -> &str {
         if self.s3_default_endpoint.is_empty() {
@@ -334,6 +350,7 @@ pub fn check_endpoint_for(
     let allowed = if policy.allow_endpoints.is_empty() {
         let own_cloud = match kind {
             ServiceKind::Oss => is_oss_host(host),
+            ServiceKind::Gcs => matches!(host, "storage.googleapis.com" | "www.googleapis.com"),
             _ => is_aws_s3_host(host),
         };
         url.scheme() == "https" && url.port().is_none() && own_cloud
@@ -428,6 +445,29 @@ pub fn check_external_id(id: &str) -> SbgResult<String> {
     Ok(id.to_string())
 }
 
+/// A GCS IAM `configuration`: the credential configuration file Google Cloud Console gives for
+/// workload identity federation, as a JSON object or a string holding one. Returns it as
+/// compact JSON, to be sealed.
+pub fn check_gcs_configuration(value: Option<&Value>) -> SbgResult<String> {
+    let parsed = match value {
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(Value::String(s)) => serde_json::from_str(s)
+            .map_err(|_| invalid_service("configuration must be a JSON object"))?,
+        _ => return Err(invalid_service("configuration must be a JSON object")),
+    };
+    let Some(config) = parsed.as_object() else {
+        return Err(invalid_service("configuration must be a JSON object"));
+    };
+    let field = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("type") != "external_account" || field("audience").is_empty() {
+        return Err(invalid_service(
+            "configuration must be a workload identity federation configuration \
+             (type external_account, with an audience)",
+        ));
+    }
+    Ok(parsed.to_string())
+}
+
 /// Parses the `service` object of a create body into the stored service and its secret.
 pub fn parse_service(
     value: Option<&Value>,
@@ -520,12 +560,31 @@ pub fn parse_service(
                 return Err(SbgError::from(Code::GcsReadOnlyOnly));
             }
             service.bucket = required(obj, "bucket")?;
-            service.credential_id = required(credentials, "client_email")?;
-            let key = required(credentials, "private_key")?;
-            if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
-                return Err(SbgError::from(Code::InvalidPrivateKey));
+            // `root_url` is what the docs and the R client call the API endpoint.
+            let endpoint = match (text(obj, "endpoint")?, text(obj, "root_url")?) {
+                (Some(e), _) | (None, Some(e)) => e,
+                (None, None) => policy.gcs_default_endpoint().to_string(),
+            };
+            service.endpoint = check_endpoint_for(kind, &endpoint, policy)?;
+            if credentials.contains_key("configuration") {
+                if credentials.contains_key("private_key") {
+                    return Err(invalid_service(
+                        "give either configuration or client_email and private_key, not both",
+                    ));
+                }
+                service.federated = true;
+                check_gcs_configuration(credentials.get("configuration"))?
+            } else {
+                service.credential_id = required(credentials, "client_email")?;
+                if !service.credential_id.contains('@') {
+                    return Err(invalid_service("client_email must be an email address"));
+                }
+                let key = required(credentials, "private_key")?;
+                if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
+                    return Err(SbgError::from(Code::InvalidPrivateKey));
+                }
+                key
             }
-            key
         }
         ServiceKind::Local => {
             // Only the syntax here; the API resolves the folder and checks it against the
@@ -836,7 +895,7 @@ mod tests {
             ),
             (ServiceKind::S3, "AK", "SK", "us-east-1")
         );
-        let gcs = json!({"type": "gcs", "bucket": "b", "credentials": {"client_email": "e", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
+        let gcs = json!({"type": "gcs", "bucket": "b", "root_url": "http://127.0.0.1:5000", "credentials": {"client_email": "e@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
         assert_eq!(
             parse_service(Some(&gcs), AccessMode::Rw, &policy)
                 .unwrap_err()
@@ -967,6 +1026,59 @@ mod tests {
             "an OSS host is no S3 volume's endpoint"
         );
         assert!(ServiceKind::Oss.read_only() && ServiceKind::Oss.speaks_s3());
+    }
+
+    #[test]
+    fn gcs_services() {
+        let google = VolumePolicy::default();
+        let key = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----";
+        let sa = json!({"type": "GCS", "bucket": "b", "credentials": {"client_email": "e@p.iam.gserviceaccount.com", "private_key": key}});
+        let (svc, secret) = parse_service(Some(&sa), AccessMode::Ro, &google).unwrap();
+        assert_eq!(
+            (svc.endpoint.as_str(), secret.as_str(), svc.federated),
+            ("https://storage.googleapis.com", key, false)
+        );
+        let mut r_client = sa.clone();
+        r_client["root_url"] = json!("https://www.googleapis.com");
+        assert!(parse_service(Some(&r_client), AccessMode::Ro, &google).is_ok());
+        let config = json!({"type": "external_account", "audience": "//iam.googleapis.com/x"});
+        for given in [config.clone(), json!(config.to_string())] {
+            let iam =
+                json!({"type": "gcs", "bucket": "b", "credentials": {"configuration": given}});
+            let (svc, secret) = parse_service(Some(&iam), AccessMode::Ro, &google).unwrap();
+            assert!(svc.federated && svc.credential_id.is_empty());
+            assert_eq!(serde_json::from_str::<Value>(&secret).unwrap(), config);
+        }
+        for bad in [
+            json!({"configuration": "{"}),
+            json!({"configuration": 5}),
+            json!({"configuration": {"type": "service_account"}}),
+            json!({"configuration": {"type": "external_account"}}),
+            json!({"configuration": config, "private_key": key}),
+            json!({"client_email": "no-at-sign", "private_key": key}),
+        ] {
+            let body = json!({"type": "gcs", "bucket": "b", "credentials": bad});
+            let err = parse_service(Some(&body), AccessMode::Ro, &google).unwrap_err();
+            assert_eq!(err.code.number(), 9017, "{bad}");
+        }
+        let mut far = sa.clone();
+        far["root_url"] = json!("https://gcs.evil.example");
+        assert_eq!(
+            parse_service(Some(&far), AccessMode::Ro, &google)
+                .unwrap_err()
+                .code
+                .number(),
+            9017
+        );
+        let mut no_pem = sa.clone();
+        no_pem["credentials"]["private_key"] = json!("plain");
+        assert_eq!(
+            parse_service(Some(&no_pem), AccessMode::Ro, &google)
+                .unwrap_err()
+                .code
+                .number(),
+            9025
+        );
     }
 
     #[test]

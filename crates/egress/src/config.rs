@@ -200,6 +200,15 @@ pub struct VolumeConfig {
         default_value = "https://sts.amazonaws.com"
     )]
     pub sts_endpoint: String,
+    /// Endpoint of GCS volumes whose body names none (`root_url`); the allowlist applies to it
+    /// too
+    #[arg(
+        long = "gcs-default-endpoint",
+        env = "EGRESS_GCS_DEFAULT_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://storage.googleapis.com"
+    )]
+    pub gcs_default_endpoint: String,
 }
 
 impl Config {

@@ -158,6 +158,7 @@ fn local_volume_policy(
     let mut policy = egress_core::volume::VolumePolicy {
         allow_endpoints: config.volume_policy.allow_endpoints.clone(),
         s3_default_endpoint: config.volume_policy.s3_default_endpoint.clone(),
+        gcs_default_endpoint: config.volume_policy.gcs_default_endpoint.clone(),
         ..Default::default()
     };
     let mut declared = config.volume_policy.local_roots.clone();

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod common;
+mod emulators;
 mod exports;
 mod files;
 mod filters;
@@ -12,4 +13,5 @@ mod projects;
 mod security;
 mod uploads;
 mod volumes;
+mod volumes_gcs;
 mod wire;
