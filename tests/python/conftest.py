@@ -146,6 +146,53 @@ class Moto:
         self.log.close()
 
 
+def service_account_key():
+    """A fresh RSA key in PEM (PKCS #8), as a Google service account's JSON key file holds it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+class GcsEmulator:
+    """gcp-storage-emulator (PyPI) on loopback: the GCS JSON API, in memory. It checks no
+    credentials, so `key` only has to be a key Egress can sign with."""
+
+    def __init__(self, log_dir):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        binary = Path(sys.executable).parent / "gcp-storage-emulator"
+        self.log = open(log_dir / f"gcs-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([str(binary), "start", "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--in-memory"], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self.endpoint + "/", "gcp-storage-emulator", self.proc)
+        self.email = "egress-test@example.iam.gserviceaccount.com"
+        self.key = service_account_key()
+
+    def bucket(self, name):
+        r = requests.post(f"{self.endpoint}/storage/v1/b", json={"name": name})
+        assert r.status_code in (200, 409), r.text
+        return name
+
+    def put(self, bucket, key, data):
+        r = requests.post(f"{self.endpoint}/upload/storage/v1/b/{bucket}/o",
+                          params={"uploadType": "media", "name": key}, data=data)
+        assert r.status_code == 200, r.text
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    server = GcsEmulator(tmp_path_factory.mktemp("gcs"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory):
     server = Moto(tmp_path_factory.mktemp("moto"))
@@ -161,17 +208,27 @@ def moto_iam(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def egress(tmp_path_factory, moto, moto_iam):
-    args = ["--allow-endpoint", moto.endpoint, "--allow-endpoint", moto_iam.endpoint]
-    server = Egress(tmp_path_factory.mktemp("egress"), args)
+def egress(tmp_path_factory, moto, moto_iam, gcs):
+    server = start_egress(tmp_path_factory, moto, moto_iam)
     yield server
     server.stop()
 
 
+GCS_ENDPOINT = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gcs_endpoint(gcs):
+    """Every server allows the GCS emulator and makes it the default GCS endpoint."""
+    GCS_ENDPOINT[:] = [gcs.endpoint]
+
+
 def start_egress(tmp_path_factory, moto, moto_iam, *extra_args, env=None, allow=()):
-    """An Egress server with extra flags and environment. Both moto endpoints are always
-    allow-listed; pass more endpoints with `allow=[url, …]`."""
+    """An Egress server with extra flags and environment. Both moto endpoints and the GCS
+    emulator are always allow-listed; pass more endpoints with `allow=[url, …]`."""
     args = ["--allow-endpoint", moto.endpoint, "--allow-endpoint", moto_iam.endpoint]
+    for url in GCS_ENDPOINT:
+        args += ["--allow-endpoint", url, "--gcs-default-endpoint", url]
     for url in allow:
         args += ["--allow-endpoint", url]
     return Egress(tmp_path_factory.mktemp("egress"), [*args, *extra_args], env=env)

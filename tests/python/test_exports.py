@@ -393,15 +393,14 @@ def test_overwrite_false_onto_an_existing_object_fails_and_true_replaces_it(api,
 
 # ---- validation ------------------------------------------------------------------------------------
 
-def test_every_validation_error_in_order_inside_mixed_bulk_calls(server, api, project, olga, moto, up, tokens):
+def test_every_validation_error_in_order_inside_mixed_bulk_calls(server, api, project, olga, moto, up, tokens, gcs):
     rw, _ = make_volume(api, moto)
     pre, pre_bucket = make_volume(api, moto, prefix="pre")
     ro, _ = make_volume(api, moto, mode="RO")
     inactive, _ = make_volume(api, moto)
     inactive.active = False
     inactive.save()
-    key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-    gcs = api.volumes.create_google_volume(unique("gcs"), "gbucket", "svc@example.iam.gserviceaccount.com", key, "RO")
+    gcs_volume = api.volumes.create_google_volume(unique("gcs"), gcs.bucket("gbucket"), gcs.email, gcs.key, "RO")
     olga_private, _ = make_volume(olga, moto)
     olga_shared, _ = make_volume(olga, moto)
     olga_shared.add_member("exa", {"read": True})
@@ -437,7 +436,7 @@ def test_every_validation_error_in_order_inside_mixed_bulk_calls(server, api, pr
         (item(ok2, olga_shared, "x.bin"), (403, 9020)),
         (item(ok2, ro, "x.bin"), (400, 9026)),
         (item(ok2, inactive, "x.bin"), (403, 9103)),
-        (item(ok2, gcs, "x.bin"), (400, 9027)),
+        (item(ok2, gcs_volume, "x.bin"), (400, 9027)),
         (item(ok2, rw, "/abs.bin"), (400, 9011)),
         (item(ok2, rw, "a/../b.bin"), (400, 9011)),
         (item(ok2, rw, ".."), (400, 9011)),

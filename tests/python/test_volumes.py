@@ -69,13 +69,13 @@ def test_access_mode_defaults_to_rw(api, moto):
     assert create(api, s3_body(moto, bucket, "null_mode", mode=None)).access_mode == "RW"
 
 
-def test_gcs_volumes_are_read_only(api):
-    key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-    v = api.volumes.create_google_volume("gcs_ro", "gbucket", "svc@example.iam.gserviceaccount.com", key, "RO")
+def test_gcs_volumes_are_read_only(api, gcs):
+    bucket = gcs.bucket("gbucket")
+    v = api.volumes.create_google_volume("gcs_ro", bucket, gcs.email, gcs.key, "RO")
     assert v.service["type"] == "gcs" and v.access_mode == "RO"
-    assert "private_key" not in str(api.volumes.get(v.id).service)
+    assert "PRIVATE KEY" not in str(api.volumes.get(v.id).service)
     with pytest.raises(BadRequest) as e:
-        api.volumes.create_google_volume("gcs_rw", "gbucket", "svc@example.iam.gserviceaccount.com", key, "RW")
+        api.volumes.create_google_volume("gcs_rw", bucket, gcs.email, gcs.key, "RW")
     assert code_of(e) == 9057
 
 

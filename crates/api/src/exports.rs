@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use egress_core::util::{format_ms, new_long_id, now_ms, sha256_hex};
-use egress_core::volume::{self, ServiceKind};
+use egress_core::volume;
 use egress_store::{
     AccessMode, ExportRec, FileRec, Idempotent, JobState, Perms, Project, StoreError, User,
     VolumeRec,
@@ -296,10 +296,14 @@ async fn validate(
     let vol = lookups
         .volume(state, user, &item.destination.volume)
         .await?;
-    if vol.service.kind == ServiceKind::Gcs {
+    if vol.service.kind.read_only() {
         return Err(ApiError::new(
             Code::CrossCloudExport,
-            "Export to GCS is not supported.",
+            format!(
+                "Exporting files across different cloud services is not yet supported: \
+                 volumes of type {} are read-only.",
+                vol.service.kind.as_str()
+            ),
         ));
     }
     if vol.access_mode != AccessMode::Rw {
@@ -485,7 +489,7 @@ async fn create_bulk(
     request_body = ExportItem,
     responses(
         (status = 200, description = "The new job, PENDING.", body = Export),
-        (status = 400, description = "A read-only volume (9026), a GCS volume (9027), a bad location (9011) or property (9017, 9022, 9023, 9024), a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ErrorSchema),
+        (status = 400, description = "A read-only volume (9026), a GCS or OSS volume (9027), a bad location (9011) or property (9017, 9022, 9023, 9024), a bad `copy_only` or Idempotency-Key (90000), not JSON of this shape (90009).", body = ErrorSchema),
         (status = 403, description = "The caller may not export the file (9004), it cannot be exported (9006), the caller may not write the volume (9020), or the volume is deactivated (9103).", body = ErrorSchema),
         (status = 404, description = "No such file (5002) or volume (9007).", body = ErrorSchema),
         (status = 409, description = "Another export is moving the file (90007).", body = ErrorSchema),

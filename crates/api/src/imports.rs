@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use egress_core::util::{format_ms, new_long_id, now_ms};
-use egress_core::volume::{self, ServiceKind};
+use egress_core::volume;
 use egress_store::{ImportRec, JobState, User};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -198,12 +198,6 @@ async fn validate(state: &AppState, user: &User, item: ImportItem) -> ApiResult<
         .await?;
     if !vol.active {
         return Err(volume_inactive());
-    }
-    if vol.service.kind == ServiceKind::Gcs {
-        return Err(ApiError::new(
-            Code::InvalidService,
-            "GCS volumes are stored but cannot be read from this server.",
-        ));
     }
     volume::checked_key(&vol.service.prefix, &item.source.location)?;
     match &item.destination.name {

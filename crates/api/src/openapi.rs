@@ -316,7 +316,13 @@ text_enum_schema!(
     /// [`ServiceKind`], as spelled in src/volume.rs.
     ServiceKindSchema,
     "ServiceKind",
-    [ServiceKind::S3, ServiceKind::Gcs, ServiceKind::Local].map(ServiceKind::as_str)
+    [
+        ServiceKind::S3,
+        ServiceKind::Gcs,
+        ServiceKind::Local,
+        ServiceKind::Oss,
+    ]
+    .map(ServiceKind::as_str)
 );
 
 #[cfg(test)]

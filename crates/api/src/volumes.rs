@@ -139,38 +139,50 @@ pub struct Credentials {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub client_email: Option<String>,
+    /// S3 volumes on an IAM role: the role Egress assumes (the external id is never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub role_arn: Option<String>,
 }
 
 fn render(state: &AppState, v: &VolumeRec) -> Volume {
     let s = &v.service;
     let id = Some(s.credential_id.clone());
+    let none = Credentials {
+        access_key_id: None,
+        client_email: None,
+        role_arn: None,
+    };
     let (credentials, s3) = match s.kind {
-        ServiceKind::S3 => (
+        ServiceKind::S3 if !s.role_arn.is_empty() => (
             Credentials {
-                access_key_id: id,
-                client_email: None,
+                role_arn: Some(s.role_arn.clone()),
+                ..none
             },
             true,
         ),
+        ServiceKind::S3 | ServiceKind::Oss => (
+            Credentials {
+                access_key_id: id,
+                ..none
+            },
+            true,
+        ),
+        ServiceKind::Gcs if s.federated => (none, false),
         ServiceKind::Gcs => (
             Credentials {
-                access_key_id: None,
                 client_email: id,
+                ..none
             },
             false,
         ),
-        ServiceKind::Local => (
-            Credentials {
-                access_key_id: None,
-                client_email: None,
-            },
-            false,
-        ),
+        ServiceKind::Local => (none, false),
     };
     let service = VolumeService {
         bucket: s.bucket.clone(),
         credentials,
-        endpoint: s3.then(|| s.endpoint.clone()),
+        endpoint: (s3 || (s.kind == ServiceKind::Gcs && !s.endpoint.is_empty()))
+            .then(|| s.endpoint.clone()),
         prefix: s.prefix.clone(),
         properties: s.properties.clone(),
         region: s3.then(|| s.region.clone()),
@@ -280,20 +292,25 @@ struct NewVolume {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Describes the body only.
 struct NewService {
-    /// `s3`, `gcs` (read-only) or `local` (platform administrators only), in any case.
+    /// `s3`, `gcs` (read-only), `oss` (read-only) or `local` (platform administrators only), in
+    /// any case.
     #[serde(rename = "type")]
     kind: String,
     /// S3 and GCS.
     bucket: Option<String>,
     /// A relative path without `.` or `..` segments.
     prefix: Option<String>,
-    /// S3: `http(s)://host[:port]`, one the server allows [default: AWS S3].
+    /// S3, OSS and GCS (also as `root_url`): `http(s)://host[:port]`, one the server allows
+    /// [S3 default: AWS S3; GCS default: Google; required for OSS].
     endpoint: Option<String>,
     /// S3 [default: `us-east-1`].
     region: Option<String>,
     /// Local: an absolute folder inside one the server declares.
     root: Option<String>,
-    /// S3: `access_key_id` and `secret_access_key`; GCS: `client_email` and `private_key` (PEM).
+    /// S3: `access_key_id` and `secret_access_key`, or `role_arn` and `external_id` (an IAM
+    /// role Egress assumes); GCS: `client_email` and `private_key` (PEM), or `configuration`
+    /// (workload identity federation: accepted, but this server cannot be trusted by Google, so
+    /// the access probe fails with 9001).
     #[schema(value_type = Option<Object>)]
     credentials: Option<Map<String, Value>>,
     /// Export defaults.
@@ -344,10 +361,9 @@ async fn create(
         modified_at: now,
         uid: egress_core::util::new_long_id(),
     };
-    if record.service.kind != ServiceKind::Gcs {
-        let backend = state.volume_backend(&record, Some(&spec.secret))?;
-        probe(&*backend, &record).await?;
-    }
+    check_private_key(&record.service, &spec.secret)?;
+    let backend = state.volume_backend(&record, Some(&spec.secret))?;
+    probe(&*backend, &record).await?;
     state
         .store
         .create_volume(&record)
@@ -357,6 +373,21 @@ async fn create(
             e => e.into(),
         })?;
     Ok(Json(render(&state, &record)))
+}
+
+/// A GCS service account's key must be one Egress can sign with (9025).
+fn check_private_key(service: &volume::Service, secret: &str) -> ApiResult<()> {
+    if service.kind == ServiceKind::Gcs
+        && !service.federated
+        && egress_storage::volume::parse_private_key(secret).is_none()
+    {
+        return Err(ApiError::new(
+            Code::InvalidPrivateKey,
+            "Invalid private key given (private_key): it must be an RSA key in PEM (PKCS #8), \
+             as in the service account's JSON key file.",
+        ));
+    }
+    Ok(())
 }
 
 /// A local volume is a folder on the server: only a platform administrator may make one, and only
@@ -454,8 +485,11 @@ fn patch_service(
             "prefix" => v.service.prefix = volume::normalize_prefix(&text_field(&key, &value)?)?,
             "region" => v.service.region = text_field(&key, &value)?,
             "endpoint" => {
-                v.service.endpoint =
-                    volume::check_endpoint(&text_field(&key, &value)?, &state.volume_policy)?
+                v.service.endpoint = volume::check_endpoint_for(
+                    v.service.kind,
+                    &text_field(&key, &value)?,
+                    &state.volume_policy,
+                )?
             }
             "properties" => {
                 let Value::Object(changes) = value else {
@@ -476,13 +510,30 @@ fn patch_service(
                         "The service object is invalid: credentials must be an object",
                     ));
                 };
+                let on_role = !v.service.role_arn.is_empty() || v.service.federated;
                 for (k, val) in creds {
-                    match (v.service.kind, k.as_str()) {
-                        (ServiceKind::S3, "access_key_id") | (ServiceKind::Gcs, "client_email") => {
+                    match (v.service.kind, on_role, k.as_str()) {
+                        (ServiceKind::S3, true, "role_arn") => {
+                            v.service.role_arn = volume::check_role_arn(&text_field(&k, &val)?)?
+                        }
+                        (ServiceKind::S3, true, "external_id") => {
+                            let given = match val {
+                                Value::Null => String::new(),
+                                other => text_field(&k, &other)?,
+                            };
+                            secret = Some(volume::check_external_id(&given)?)
+                        }
+                        (ServiceKind::S3, false, "access_key_id")
+                        | (ServiceKind::Oss, _, "access_key_id")
+                        | (ServiceKind::Gcs, false, "client_email") => {
                             v.service.credential_id = text_field(&k, &val)?
                         }
-                        (ServiceKind::S3, "secret_access_key")
-                        | (ServiceKind::Gcs, "private_key") => {
+                        (ServiceKind::Gcs, true, "configuration") => {
+                            secret = Some(volume::check_gcs_configuration(Some(&val))?)
+                        }
+                        (ServiceKind::S3, false, "secret_access_key")
+                        | (ServiceKind::Oss, _, "secret_access_key")
+                        | (ServiceKind::Gcs, false, "private_key") => {
                             let given = text_field(&k, &val)?;
                             if given.is_empty() {
                                 return Err(ApiError::new(
@@ -597,16 +648,27 @@ async fn update(
     let repointed = new.bucket != old.bucket
         || new.endpoint != old.endpoint
         || new.prefix != old.prefix
-        || new.region != old.region;
+        || new.region != old.region
+        || new.role_arn != old.role_arn;
     if repointed && new_secret.is_none() {
         return Err(ApiError::new(
             Code::InvalidService,
             "The service object is invalid: pointing a volume at another bucket, endpoint, \
-             prefix or region needs its credentials (the secret) in the same request.",
+             prefix, region or role needs its credentials (the secret, or the role's \
+             external_id) in the same request.",
         ));
     }
     if v.service.kind == ServiceKind::Gcs && v.access_mode == AccessMode::Rw {
         return Err(ApiError::from(Code::GcsReadOnlyOnly));
+    }
+    if v.service.kind.read_only() && v.access_mode == AccessMode::Rw {
+        return Err(ApiError::new(
+            Code::GcsReadOnlyOnly,
+            format!(
+                "This environment only supports RO buckets of type {}.",
+                v.service.kind.as_str().to_uppercase()
+            ),
+        ));
     }
     let deactivating = before.active && !v.active;
     let jobs_in_the_way = (deactivating
@@ -619,11 +681,12 @@ async fn update(
     let reconnect = v.service != before.service
         || new_secret.is_some()
         || (v.access_mode == AccessMode::Rw && before.access_mode != AccessMode::Rw);
-    if reconnect && v.service.kind != ServiceKind::Gcs {
+    if reconnect {
         let secret = match &new_secret {
             Some(s) => s.clone(),
             None => state.secrets.open(&before.secret, &before.id)?,
         };
+        check_private_key(&v.service, &secret)?;
         probe(&*state.volume_backend(&v, Some(&secret))?, &v).await?;
     }
     if let Some(secret) = new_secret {

@@ -18,6 +18,13 @@ pub fn format_ms(ms: i64) -> String {
 }
 
 /// `n` random bytes as lowercase hex.
+/// Milliseconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.678Z`).
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::thread_rng().fill(&mut bytes[..]);

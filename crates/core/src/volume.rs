@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_ENDPOINT: &str = "https://s3.amazonaws.com";
 pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_GCS_ENDPOINT: &str = "https://storage.googleapis.com";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceKind {
+    #[default]
     S3,
     Gcs,
     Local,
+    /// Alibaba Cloud OSS, through its S3-compatible API; read-only.
+    Oss,
 }
 
 impl ServiceKind {
@@ -25,12 +29,23 @@ impl ServiceKind {
             ServiceKind::S3 => "s3",
             ServiceKind::Gcs => "gcs",
             ServiceKind::Local => "local",
+            ServiceKind::Oss => "oss",
         }
+    }
+
+    /// Whether the volume is reached through the S3 API.
+    pub fn speaks_s3(self) -> bool {
+        matches!(self, ServiceKind::S3 | ServiceKind::Oss)
+    }
+
+    /// Whether Egress only reads such volumes: exports to them are refused (9027).
+    pub fn read_only(self) -> bool {
+        matches!(self, ServiceKind::Gcs | ServiceKind::Oss)
     }
 }
 
 /// What a volume connects to, minus its secret (which is sealed separately).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     pub kind: ServiceKind,
     #[serde(default)]
@@ -44,6 +59,14 @@ pub struct Service {
     /// S3 access key id, or the GCS client email: the public half of the credentials.
     #[serde(default)]
     pub credential_id: String,
+    /// S3 volumes on an IAM role: the role Egress assumes with its own AWS identity. The
+    /// external id is the sealed secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role_arn: String,
+    /// GCS volumes given an IAM `configuration` (workload identity federation) instead of a
+    /// service account key; the configuration is the sealed secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub federated: bool,
     /// Local volumes: the folder objects live under.
     #[serde(default)]
     pub root: String,
@@ -68,6 +91,10 @@ pub struct NewVolume {
 pub struct VolumePolicy {
     /// URL prefixes of S3 endpoints users may connect; empty means only AWS S3 over https.
     pub allow_endpoints: Vec<String>,
+    /// The endpoint of S3 volumes whose body names none; empty means `DEFAULT_ENDPOINT`.
+    pub s3_default_endpoint: String,
+    /// The endpoint of GCS volumes whose body names none; empty means `DEFAULT_GCS_ENDPOINT`.
+    pub gcs_default_endpoint: String,
     /// Folders local volumes may live in (`--local-volume-root`), resolved; none turns local
     /// volumes off.
     pub local_roots: Vec<PathBuf>,
@@ -77,6 +104,24 @@ pub struct VolumePolicy {
 }
 
 impl VolumePolicy {
+    /// The endpoint of GCS volumes whose body names none.
+    pub fn gcs_default_endpoint(&self) -> &str {
+        if self.gcs_default_endpoint.is_empty() {
+            DEFAULT_GCS_ENDPOINT
+        } else {
+            &self.gcs_default_endpoint
+        }
+    }
+
+    /// The endpoint of S3 volumes whose body names none.
+    pub fn s3_default_endpoint(&self) -> &str {
+        if self.s3_default_endpoint.is_empty() {
+            DEFAULT_ENDPOINT
+        } else {
+            &self.s3_default_endpoint
+        }
+    }
+
     /// Why a resolved local volume root may not be used, if it may not.
     pub fn refuse_local_root(&self, root: &Path) -> Option<&'static str> {
         if self.local_roots.is_empty() {
@@ -227,6 +272,29 @@ pub fn parse_access_mode(value: Option<&Value>) -> SbgResult<AccessMode> {
 /// Normalizes an S3 endpoint to `scheme://host[:port]` (a bare host means https) and checks it
 /// against the allowlist before anything connects to it.
 pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> SbgResult<String> {
+    check_endpoint_for(ServiceKind::S3, endpoint, policy)
+}
+
+/// Whether `host` is an OSS region endpoint, `oss-<region>.aliyuncs.com`.
+pub fn is_oss_host(host: &str) -> bool {
+    host.strip_suffix(".aliyuncs.com")
+        .and_then(|rest| rest.strip_prefix("oss-"))
+        .is_some_and(|region| {
+            !region.is_empty()
+                && !region.starts_with('-')
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// `check_endpoint` for a kind of volume: without an explicit allowlist, each kind allows its
+/// own cloud's hosts over https.
+pub fn check_endpoint_for(
+    kind: ServiceKind,
+    endpoint: &str,
+    policy: &VolumePolicy,
+) -> SbgResult<String> {
     let with_scheme = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
@@ -280,7 +348,12 @@ pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> SbgResult<String
         }
     }
     let allowed = if policy.allow_endpoints.is_empty() {
-        url.scheme() == "https" && url.port().is_none() && is_aws_s3_host(host)
+        let own_cloud = match kind {
+            ServiceKind::Oss => is_oss_host(host),
+            ServiceKind::Gcs => matches!(host, "storage.googleapis.com" | "www.googleapis.com"),
+            _ => is_aws_s3_host(host),
+        };
+        url.scheme() == "https" && url.port().is_none() && own_cloud
     } else {
         policy.allow_endpoints.iter().any(|prefix| {
             let prefix = prefix.trim_end_matches('/');
@@ -321,6 +394,80 @@ pub fn normalize_prefix(prefix: &str) -> SbgResult<String> {
     Ok(trimmed.to_string())
 }
 
+/// An IAM role ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+pub fn check_role_arn(arn: &str) -> SbgResult<String> {
+    let bad = || {
+        invalid_service("role_arn must be an IAM role ARN (arn:aws:iam::123456789012:role/name)")
+    };
+    let rest = arn.strip_prefix("arn:").ok_or_else(bad)?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, region, account, resource) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let name = resource.strip_prefix("role/").unwrap_or("");
+    let name_ok = !name.is_empty()
+        && name.len() <= 512
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+    if !(partition == "aws" || partition.starts_with("aws-"))
+        || !partition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
+        || service != "iam"
+        || !region.is_empty()
+        || account.len() != 12
+        || !account.bytes().all(|b| b.is_ascii_digit())
+        || !name_ok
+    {
+        return Err(bad());
+    }
+    Ok(arn.to_string())
+}
+
+/// An STS external id: empty (the role asks for none), or 2 to 1224 characters of
+/// `[\w+=,.@:/-]`, as STS takes it.
+pub fn check_external_id(id: &str) -> SbgResult<String> {
+    let ok = id.is_empty()
+        || ((2..=1224).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)));
+    if !ok {
+        return Err(invalid_service(
+            "external_id must be 2 to 1224 letters, digits or _+=,.@:/- characters",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// A GCS IAM `configuration`: the credential configuration file Google Cloud Console gives for
+/// workload identity federation, as a JSON object or a string holding one. Returns it as
+/// compact JSON, to be sealed.
+pub fn check_gcs_configuration(value: Option<&Value>) -> SbgResult<String> {
+    let parsed = match value {
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(Value::String(s)) => serde_json::from_str(s)
+            .map_err(|_| invalid_service("configuration must be a JSON object"))?,
+        _ => return Err(invalid_service("configuration must be a JSON object")),
+    };
+    let Some(config) = parsed.as_object() else {
+        return Err(invalid_service("configuration must be a JSON object"));
+    };
+    let field = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("type") != "external_account" || field("audience").is_empty() {
+        return Err(invalid_service(
+            "configuration must be a workload identity federation configuration \
+             (type external_account, with an audience)",
+        ));
+    }
+    Ok(parsed.to_string())
+}
+
 /// Parses the `service` object of a create body into the stored service and its secret.
 pub fn parse_service(
     value: Option<&Value>,
@@ -338,7 +485,8 @@ pub fn parse_service(
         Some("s3") => ServiceKind::S3,
         Some("gcs") => ServiceKind::Gcs,
         Some("local") => ServiceKind::Local,
-        _ => return Err(invalid_service("type must be s3, gcs or local")),
+        Some("oss") => ServiceKind::Oss,
+        _ => return Err(invalid_service("type must be s3, gcs, oss or local")),
     };
     let empty = Map::new();
     let credentials = match obj.get("credentials") {
@@ -361,17 +509,49 @@ pub fn parse_service(
         credential_id: String::new(),
         root: String::new(),
         properties,
+        ..Default::default()
     };
     let secret = match kind {
         ServiceKind::S3 => {
-            if credentials.contains_key("role_arn") {
-                return Err(invalid_service("role-based credentials are not supported; give access_key_id and secret_access_key"));
-            }
             service.bucket = required(obj, "bucket")?;
             service.endpoint = check_endpoint(
-                &text(obj, "endpoint")?.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
+                &text(obj, "endpoint")?.unwrap_or_else(|| policy.s3_default_endpoint().into()),
                 policy,
             )?;
+            if credentials.contains_key("role_arn") {
+                if credentials.contains_key("access_key_id")
+                    || credentials.contains_key("secret_access_key")
+                {
+                    return Err(invalid_service(
+                        "give either role_arn (and external_id) or access_key_id and secret_access_key, not both",
+                    ));
+                }
+                service.role_arn = check_role_arn(&required(credentials, "role_arn")?)?;
+                check_external_id(&text(credentials, "external_id")?.unwrap_or_default())?
+            } else {
+                service.credential_id = required(credentials, "access_key_id")?;
+                required(credentials, "secret_access_key")?
+            }
+        }
+        ServiceKind::Oss => {
+            if access_mode == AccessMode::Rw {
+                return Err(SbgError::new(
+                    Code::GcsReadOnlyOnly,
+                    "This environment only supports RO buckets of type OSS.",
+                ));
+            }
+            service.bucket = required(obj, "bucket")?;
+            service.endpoint = check_endpoint_for(kind, &required(obj, "endpoint")?, policy)?;
+            // OSS signs with its region, `oss-cn-hangzhou` for oss-cn-hangzhou.aliyuncs.com.
+            if text(obj, "region")?.is_none() {
+                let host = service.endpoint.split("://").nth(1).unwrap_or("");
+                if let Some(region) = host
+                    .strip_suffix(".aliyuncs.com")
+                    .filter(|_| is_oss_host(host))
+                {
+                    service.region = region.to_string();
+                }
+            }
             service.credential_id = required(credentials, "access_key_id")?;
             required(credentials, "secret_access_key")?
         }
@@ -380,12 +560,31 @@ pub fn parse_service(
                 return Err(SbgError::from(Code::GcsReadOnlyOnly));
             }
             service.bucket = required(obj, "bucket")?;
-            service.credential_id = required(credentials, "client_email")?;
-            let key = required(credentials, "private_key")?;
-            if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
-                return Err(SbgError::from(Code::InvalidPrivateKey));
+            // `root_url` is what the docs and the R client call the API endpoint.
+            let endpoint = match (text(obj, "endpoint")?, text(obj, "root_url")?) {
+                (Some(e), _) | (None, Some(e)) => e,
+                (None, None) => policy.gcs_default_endpoint().to_string(),
+            };
+            service.endpoint = check_endpoint_for(kind, &endpoint, policy)?;
+            if credentials.contains_key("configuration") {
+                if credentials.contains_key("private_key") {
+                    return Err(invalid_service(
+                        "give either configuration or client_email and private_key, not both",
+                    ));
+                }
+                service.federated = true;
+                check_gcs_configuration(credentials.get("configuration"))?
+            } else {
+                service.credential_id = required(credentials, "client_email")?;
+                if !service.credential_id.contains('@') {
+                    return Err(invalid_service("client_email must be an email address"));
+                }
+                let key = required(credentials, "private_key")?;
+                if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
+                    return Err(SbgError::from(Code::InvalidPrivateKey));
+                }
+                key
             }
-            key
         }
         ServiceKind::Local => {
             // Only the syntax here; the API resolves the folder and checks it against the
@@ -696,7 +895,7 @@ mod tests {
             ),
             (ServiceKind::S3, "AK", "SK", "us-east-1")
         );
-        let gcs = json!({"type": "gcs", "bucket": "b", "credentials": {"client_email": "e", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
+        let gcs = json!({"type": "gcs", "bucket": "b", "root_url": "http://127.0.0.1:5000", "credentials": {"client_email": "e@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"}});
         assert_eq!(
             parse_service(Some(&gcs), AccessMode::Rw, &policy)
                 .unwrap_err()
@@ -736,6 +935,150 @@ mod tests {
                 "{bad_root}"
             );
         }
+    }
+
+    #[test]
+    fn role_credentials() {
+        let policy = VolumePolicy {
+            allow_endpoints: vec!["http://127.0.0.1:5000".into()],
+            s3_default_endpoint: "http://127.0.0.1:5000".into(),
+            ..Default::default()
+        };
+        let arn = "arn:aws:iam::123456789012:role/path/reader";
+        let body = json!({"type": "s3", "bucket": "b", "credentials": {"role_arn": arn, "external_id": "ext-1"}});
+        let (svc, secret) = parse_service(Some(&body), AccessMode::Rw, &policy).unwrap();
+        assert_eq!(
+            (
+                svc.role_arn.as_str(),
+                svc.credential_id.as_str(),
+                secret.as_str()
+            ),
+            (arn, "", "ext-1")
+        );
+        assert_eq!(
+            svc.endpoint, "http://127.0.0.1:5000",
+            "the server's default endpoint"
+        );
+        let no_ext = json!({"type": "s3", "bucket": "b", "credentials": {"role_arn": arn, "external_id": null}});
+        assert_eq!(
+            parse_service(Some(&no_ext), AccessMode::Ro, &policy)
+                .unwrap()
+                .1,
+            ""
+        );
+        for bad in [
+            json!({"role_arn": "arn:aws:iam::12345:role/x"}),
+            json!({"role_arn": "arn:aws:iam::123456789012:user/x"}),
+            json!({"role_arn": "arn:aws:s3:::bucket"}),
+            json!({"role_arn": "arn:aws:iam:us-east-1:123456789012:role/x"}),
+            json!({"role_arn": "arn:aws:iam::123456789012:role/"}),
+            json!({"role_arn": "arn:aws:iam::123456789012:role/a b"}),
+            json!({"role_arn": ""}),
+            json!({"role_arn": arn, "external_id": "x"}),
+            json!({"role_arn": arn, "external_id": "has space"}),
+            json!({"role_arn": arn, "external_id": 7}),
+            json!({"role_arn": arn, "access_key_id": "AK", "secret_access_key": "SK"}),
+        ] {
+            let body = json!({"type": "s3", "bucket": "b", "credentials": bad});
+            let err = parse_service(Some(&body), AccessMode::Ro, &policy).unwrap_err();
+            assert_eq!((err.status(), err.code.number()), (400, 9017), "{bad}");
+        }
+        assert!(check_role_arn("arn:aws-us-gov:iam::123456789012:role/r").is_ok());
+        assert!(check_role_arn("arn:aws-cn:iam::123456789012:role/a+=,.@_-").is_ok());
+    }
+
+    #[test]
+    fn oss_services() {
+        let aws_only = VolumePolicy::default();
+        let body = |endpoint: &str, mode| {
+            let b = json!({"type": "OSS", "bucket": "b", "endpoint": endpoint,
+                "credentials": {"access_key_id": "AK", "secret_access_key": "SK"}});
+            parse_service(Some(&b), mode, &aws_only)
+        };
+        let (svc, secret) = body("https://oss-cn-hangzhou.aliyuncs.com", AccessMode::Ro).unwrap();
+        assert_eq!(
+            (svc.kind, svc.region.as_str(), secret.as_str()),
+            (ServiceKind::Oss, "oss-cn-hangzhou", "SK")
+        );
+        assert_eq!(
+            body("https://oss-cn-hangzhou.aliyuncs.com", AccessMode::Rw)
+                .unwrap_err()
+                .code
+                .number(),
+            9057
+        );
+        for bad in [
+            "http://oss-cn-hangzhou.aliyuncs.com",
+            "https://s3.amazonaws.com",
+            "https://oss-.aliyuncs.com",
+            "https://evil-oss-cn.aliyuncs.com",
+            "https://oss-cn-hangzhou.aliyuncs.com.evil.com",
+            "http://127.0.0.1:9000",
+        ] {
+            assert_eq!(
+                body(bad, AccessMode::Ro).unwrap_err().code.number(),
+                9017,
+                "{bad}"
+            );
+        }
+        assert!(
+            check_endpoint("https://oss-cn-hangzhou.aliyuncs.com", &aws_only).is_err(),
+            "an OSS host is no S3 volume's endpoint"
+        );
+        assert!(ServiceKind::Oss.read_only() && ServiceKind::Oss.speaks_s3());
+    }
+
+    #[test]
+    fn gcs_services() {
+        let google = VolumePolicy::default();
+        let key = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----";
+        let sa = json!({"type": "GCS", "bucket": "b", "credentials": {"client_email": "e@p.iam.gserviceaccount.com", "private_key": key}});
+        let (svc, secret) = parse_service(Some(&sa), AccessMode::Ro, &google).unwrap();
+        assert_eq!(
+            (svc.endpoint.as_str(), secret.as_str(), svc.federated),
+            ("https://storage.googleapis.com", key, false)
+        );
+        let mut r_client = sa.clone();
+        r_client["root_url"] = json!("https://www.googleapis.com");
+        assert!(parse_service(Some(&r_client), AccessMode::Ro, &google).is_ok());
+        let config = json!({"type": "external_account", "audience": "//iam.googleapis.com/x"});
+        for given in [config.clone(), json!(config.to_string())] {
+            let iam =
+                json!({"type": "gcs", "bucket": "b", "credentials": {"configuration": given}});
+            let (svc, secret) = parse_service(Some(&iam), AccessMode::Ro, &google).unwrap();
+            assert!(svc.federated && svc.credential_id.is_empty());
+            assert_eq!(serde_json::from_str::<Value>(&secret).unwrap(), config);
+        }
+        for bad in [
+            json!({"configuration": "{"}),
+            json!({"configuration": 5}),
+            json!({"configuration": {"type": "service_account"}}),
+            json!({"configuration": {"type": "external_account"}}),
+            json!({"configuration": config, "private_key": key}),
+            json!({"client_email": "no-at-sign", "private_key": key}),
+        ] {
+            let body = json!({"type": "gcs", "bucket": "b", "credentials": bad});
+            let err = parse_service(Some(&body), AccessMode::Ro, &google).unwrap_err();
+            assert_eq!(err.code.number(), 9017, "{bad}");
+        }
+        let mut far = sa.clone();
+        far["root_url"] = json!("https://gcs.evil.example");
+        assert_eq!(
+            parse_service(Some(&far), AccessMode::Ro, &google)
+                .unwrap_err()
+                .code
+                .number(),
+            9017
+        );
+        let mut no_pem = sa.clone();
+        no_pem["credentials"]["private_key"] = json!("plain");
+        assert_eq!(
+            parse_service(Some(&no_pem), AccessMode::Ro, &google)
+                .unwrap_err()
+                .code
+                .number(),
+            9025
+        );
     }
 
     #[test]

@@ -160,8 +160,9 @@ pub fn database_url(data_dir: &Path, database_url: Option<&str>) -> String {
 /// overlap, when it starts.
 #[derive(Debug, Clone, Args)]
 pub struct VolumeConfig {
-    /// URL prefix of an S3 endpoint volumes may use; repeatable, comma-separated in the
-    /// environment [default: AWS S3 over https only]
+    /// URL prefix of an endpoint volumes may use (S3, OSS, GCS, Azure); repeatable,
+    /// comma-separated in the environment. Given, it replaces every default [default: each
+    /// cloud's own hosts over https only]
     #[arg(
         long = "allow-endpoint",
         env = "EGRESS_ALLOW_ENDPOINTS",
@@ -180,6 +181,34 @@ pub struct VolumeConfig {
         value_delimiter = ','
     )]
     pub local_roots: Vec<PathBuf>,
+    /// Endpoint of S3 volumes whose body names none (the official client's helpers never send
+    /// one); the allowlist applies to it too
+    #[arg(
+        long = "s3-default-endpoint",
+        env = "EGRESS_S3_DEFAULT_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://s3.amazonaws.com"
+    )]
+    pub s3_default_endpoint: String,
+    /// STS endpoint where Egress assumes the IAM roles of S3 volumes, with its own identity from
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` (without one, such
+    /// volumes are refused)
+    #[arg(
+        long = "sts-endpoint",
+        env = "EGRESS_STS_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://sts.amazonaws.com"
+    )]
+    pub sts_endpoint: String,
+    /// Endpoint of GCS volumes whose body names none (`root_url`); the allowlist applies to it
+    /// too
+    #[arg(
+        long = "gcs-default-endpoint",
+        env = "EGRESS_GCS_DEFAULT_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://storage.googleapis.com"
+    )]
+    pub gcs_default_endpoint: String,
 }
 
 impl Config {

@@ -76,6 +76,7 @@ pub async fn setup(services: &Services, data_dir: &Path) -> Result<()> {
             credential_id: String::new(),
             root: std::fs::canonicalize(&folder)?.display().to_string(),
             properties: Default::default(),
+            ..Default::default()
         },
         secret: services.secrets.seal("", &id),
         created_at: now,

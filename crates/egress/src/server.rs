@@ -81,7 +81,12 @@ pub async fn start(mut config: Config) -> Result<Running> {
         job_ends: Default::default(),
         secrets: egress_core::secret_box::SecretBox::new(&key.0),
         volume_policy,
-        volume_clients: Default::default(),
+        volume_clients: egress_storage::volume::VolumeClients::new(
+            egress_storage::volume::CloudSettings {
+                aws_identity: egress_storage::volume::AwsIdentity::from_env(),
+                sts_endpoint: config.volume_policy.sts_endpoint.clone(),
+            },
+        ),
     });
     let state = Arc::new(AppState {
         services: services.clone(),
@@ -153,6 +158,8 @@ fn local_volume_policy(
     };
     let mut policy = egress_core::volume::VolumePolicy {
         allow_endpoints: config.volume_policy.allow_endpoints.clone(),
+        s3_default_endpoint: config.volume_policy.s3_default_endpoint.clone(),
+        gcs_default_endpoint: config.volume_policy.gcs_default_endpoint.clone(),
         ..Default::default()
     };
     let mut declared = config.volume_policy.local_roots.clone();

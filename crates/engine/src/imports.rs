@@ -84,6 +84,9 @@ fn files_of(objects: &[ObjectInfo]) -> impl Iterator<Item = &ObjectInfo> {
 
 /// The MD5 an object's HEAD gives for free: the ETag of a single-part object without KMS.
 fn md5_of(info: &ObjectInfo) -> Option<String> {
+    if info.md5.is_some() {
+        return info.md5.clone();
+    }
     let etag = info.etag.as_deref()?;
     (etag.len() == 32
         && etag.chars().all(|c| c.is_ascii_hexdigit())

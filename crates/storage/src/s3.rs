@@ -3,6 +3,7 @@
 use super::{ByteRange, ByteStream, ObjectStore};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_s3::config::endpoint::{Endpoint, EndpointFuture, Params, ResolveEndpoint};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -87,17 +88,46 @@ impl Timeouts {
 /// Builds one reusable S3 client: path-style, explicit credentials, no default checksum
 /// headers (some S3-compatible servers reject them), the default timeouts, and the activity
 /// interceptor the engine's stall detection reads.
-pub fn build_client(endpoint: Option<&str>, region: &str, credentials: Credentials) -> Client {
+pub fn build_client(
+    endpoint: Option<&str>,
+    region: &str,
+    credentials: impl ProvideCredentials + 'static,
+) -> Client {
     build_client_with(endpoint, region, credentials, Timeouts::DEFAULT)
+}
+
+/// `build_client` with virtual-hosted addressing (`bucket.host`), for S3-compatible services
+/// that refuse path-style requests (Alibaba OSS).
+pub fn build_virtual_hosted_client(
+    endpoint: &str,
+    region: &str,
+    credentials: impl ProvideCredentials + 'static,
+) -> Client {
+    let conf = base_config(region, credentials, Timeouts::DEFAULT)
+        .force_path_style(false)
+        .endpoint_url(endpoint);
+    Client::from_conf(conf.build())
 }
 
 fn build_client_with(
     endpoint: Option<&str>,
     region: &str,
-    credentials: Credentials,
+    credentials: impl ProvideCredentials + 'static,
     timeouts: Timeouts,
 ) -> Client {
-    let mut conf = aws_sdk_s3::Config::builder()
+    let mut conf = base_config(region, credentials, timeouts);
+    if let Some(endpoint) = endpoint {
+        conf = conf.endpoint_resolver(PathStyle::new(endpoint));
+    }
+    Client::from_conf(conf.build())
+}
+
+fn base_config(
+    region: &str,
+    credentials: impl ProvideCredentials + 'static,
+    timeouts: Timeouts,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(credentials)
@@ -115,11 +145,7 @@ fn build_client_with(
                 .grace_period(timeouts.stalled_body)
                 .build(),
         )
-        .interceptor(super::activity::Observe);
-    if let Some(endpoint) = endpoint {
-        conf = conf.endpoint_resolver(PathStyle::new(endpoint));
-    }
-    Client::from_conf(conf.build())
+        .interceptor(super::activity::Observe)
 }
 
 /// Path-style addressing on a fixed endpoint, worked out directly. For endpoints of the form

@@ -3,10 +3,13 @@
 //! `VolumeClients::open` is the one place that picks the backend for a volume record. Keys here
 //! are full object keys (prefix included); callers build them with `volume::object_key`.
 
+mod gcs;
 mod local;
 mod s3;
 
+pub use gcs::{parse_private_key, DEFAULT_GCS_ENDPOINT};
 pub use s3::classify;
+pub use s3::role::{AwsIdentity, DEFAULT_STS_ENDPOINT};
 
 use super::{ByteRange, ByteStream, ObjectStore};
 use crate::activity::Activity;
@@ -97,6 +100,8 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: i64,
     pub etag: Option<String>,
+    /// The MD5 of the object's bytes in hex, where the volume states it apart from the ETag.
+    pub md5: Option<String>,
     pub last_modified: Option<i64>,
     pub content_type: Option<String>,
     pub sse_algorithm: Option<String>,
@@ -111,6 +116,7 @@ impl ObjectInfo {
             key,
             size,
             etag: None,
+            md5: None,
             last_modified: None,
             content_type: None,
             sse_algorithm: None,
@@ -323,13 +329,33 @@ pub enum OpenError {
     Unreachable(&'static str),
 }
 
+/// What the server itself brings to reach volumes.
+#[derive(Debug, Clone, Default)]
+pub struct CloudSettings {
+    /// The server's own AWS identity, which S3 volumes on an IAM role trust; none turns such
+    /// volumes off.
+    pub aws_identity: Option<AwsIdentity>,
+    /// Where AssumeRole is sent; empty means `s3::role::DEFAULT_STS_ENDPOINT`.
+    pub sts_endpoint: String,
+}
+
 /// Opens volumes' backends, keeping what is worth reusing between calls (S3 clients).
 #[derive(Default)]
 pub struct VolumeClients {
     s3: s3::Clients,
+    cloud: CloudSettings,
+    /// One HTTP client (its connection pool) for the volumes reached over plain HTTPS APIs.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl VolumeClients {
+    pub fn new(cloud: CloudSettings) -> Self {
+        Self {
+            cloud,
+            ..Default::default()
+        }
+    }
+
     /// The backend of a volume, given its unsealed secret: the one place that picks the
     /// implementation for a kind of volume. A local volume's folder is checked against the
     /// policy at every use, not only when the volume was made.
@@ -341,19 +367,35 @@ impl VolumeClients {
     ) -> Result<Arc<dyn VolumeBackend>, OpenError> {
         let service = &volume.service;
         Ok(match service.kind {
-            ServiceKind::S3 => {
-                let client = self.s3.client(&volume.id, service, secret);
-                Arc::new(s3::S3Volume::new(client, service))
+            ServiceKind::S3 | ServiceKind::Oss => {
+                let (client, role) = self
+                    .s3
+                    .client(&volume.id, service, secret, &self.cloud)
+                    .ok_or(OpenError::Unreachable(
+                        "S3 volumes on an IAM role need the server's own AWS identity \
+                         (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), and this server has none",
+                    ))?;
+                Arc::new(s3::S3Volume::new(client, role, service))
             }
             ServiceKind::Local => {
                 Arc::new(local::LocalVolume::open(service, policy).map_err(OpenError::Refused)?)
             }
-            ServiceKind::Gcs => {
-                return Err(OpenError::Unreachable(
-                    "GCS volumes are stored but cannot be reached from this server",
-                ))
-            }
+            ServiceKind::Gcs => Arc::new(
+                gcs::GcsVolume::open(self.http(), service, secret).map_err(OpenError::Refused)?,
+            ),
         })
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(60))
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 
     /// Drops what was kept for a deleted volume.

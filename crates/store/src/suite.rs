@@ -109,6 +109,7 @@ async fn make_volume(store: &DynStore, id: &str) {
             credential_id: String::new(),
             root: String::new(),
             properties: Default::default(),
+            ..Default::default()
         },
         secret: vec![],
         created_at: now,

@@ -358,6 +358,7 @@ mod tests {
             credential_id: String::new(),
             root: root.display().to_string(),
             properties: Map::new(),
+            ..Default::default()
         };
         let volume = LocalVolume::open(&service, &policy).unwrap();
         let limits = crate::volume::CopyLimits {

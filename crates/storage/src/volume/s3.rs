@@ -2,23 +2,25 @@
 //! classified here, by `classify`, and nowhere else.
 
 mod copy;
+pub mod role;
 
 use super::{
     CopyError, CopyIn, CopyProgress, Listing, ObjectInfo, VolumeBackend, VolumeError,
     VolumeErrorKind,
 };
-use crate::s3::build_client;
+use crate::s3::{build_client, build_virtual_hosted_client};
 use crate::{ByteRange, ByteStream};
 use async_trait::async_trait;
-use aws_sdk_s3::config::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::Client;
-use egress_core::volume::Service;
+use egress_core::volume::{is_oss_host, Service, ServiceKind};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const THROTTLING_CODES: &[&str] = &["SlowDown", "Throttling", "ThrottlingException"];
@@ -50,7 +52,13 @@ pub fn classify<E: ProvideErrorMetadata>(
         SdkError::TimeoutError(_) => failure(K::Transient, "Timeout"),
         // A connect or first-byte timeout comes from the connector.
         SdkError::DispatchFailure(f) if f.is_timeout() => failure(K::Transient, "Timeout"),
-        SdkError::DispatchFailure(_) => failure(K::Transient, "ConnectionFailed"),
+        // The role's credentials could not be had: STS said why.
+        SdkError::DispatchFailure(f) => {
+            match f.as_connector_error().and_then(|c| role::role_error_in(c)) {
+                Some(refused) => refused.clone(),
+                None => failure(K::Transient, "ConnectionFailed"),
+            }
+        }
         SdkError::ResponseError(_) => failure(K::Transient, "BadResponse"),
         SdkError::ConstructionFailure(_) => failure(K::Other, "InvalidRequest"),
         _ => {
@@ -92,55 +100,100 @@ pub fn classify<E: ProvideErrorMetadata>(
     }
 }
 
+/// A kept client: the fingerprint of what it was built from, and its role provider if any.
+type Entry = (u64, Client, Option<Arc<role::AssumeRole>>);
+
 /// Per-volume S3 clients, built once and reused until the endpoint, region or credentials change.
 #[derive(Default)]
 pub(super) struct Clients {
-    clients: Mutex<HashMap<String, (u64, Client)>>,
+    clients: Mutex<HashMap<String, Entry>>,
 }
 
 impl Clients {
-    pub(super) fn client(&self, volume_id: &str, service: &Service, secret: &str) -> Client {
+    /// The client of a volume, and for a volume on an IAM role the provider that assumes it.
+    /// `None` when the volume is on a role and the server has no AWS identity of its own.
+    pub(super) fn client(
+        &self,
+        volume_id: &str,
+        service: &Service,
+        secret: &str,
+        cloud: &super::CloudSettings,
+    ) -> Option<(Client, Option<Arc<role::AssumeRole>>)> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (
             &service.endpoint,
             &service.region,
             &service.credential_id,
+            &service.role_arn,
             secret,
         )
             .hash(&mut hasher);
         let fingerprint = hasher.finish();
         let mut clients = self.lock();
-        if let Some((fp, client)) = clients.get(volume_id) {
+        if let Some((fp, client, role)) = clients.get(volume_id) {
             if *fp == fingerprint {
-                return client.clone();
+                return Some((client.clone(), role.clone()));
             }
         }
-        let credentials = Credentials::new(&service.credential_id, secret, None, None, "volume");
-        let client = build_client(Some(&service.endpoint), &service.region, credentials);
-        clients.insert(volume_id.to_string(), (fingerprint, client.clone()));
-        client
+        let (client, role) = if service.role_arn.is_empty() {
+            let credentials =
+                Credentials::new(&service.credential_id, secret, None, None, "volume");
+            let host = service.endpoint.split("://").nth(1).unwrap_or("");
+            let client = if service.kind == ServiceKind::Oss && is_oss_host(host) {
+                build_virtual_hosted_client(&service.endpoint, &service.region, credentials)
+            } else {
+                build_client(Some(&service.endpoint), &service.region, credentials)
+            };
+            (client, None)
+        } else {
+            let role = Arc::new(role::AssumeRole::new(
+                cloud.aws_identity.as_ref()?,
+                &cloud.sts_endpoint,
+                &service.region,
+                &service.role_arn,
+                secret,
+                volume_id,
+            ));
+            let shared: Arc<dyn ProvideCredentials> = role.clone();
+            let provider = SharedCredentialsProvider::new(shared);
+            let client = build_client(Some(&service.endpoint), &service.region, provider);
+            (client, Some(role))
+        };
+        clients.insert(
+            volume_id.to_string(),
+            (fingerprint, client.clone(), role.clone()),
+        );
+        Some((client, role))
     }
 
     pub(super) fn forget(&self, volume_id: &str) {
         self.lock().remove(volume_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Client)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 pub(super) struct S3Volume {
     client: Client,
+    /// For a volume on an IAM role: asked directly by the probe, so that a refused role is
+    /// reported as STS words it.
+    role: Option<Arc<role::AssumeRole>>,
     bucket: String,
     /// Normalized `scheme://host[:port]`: a platform bucket there can be copied from server-side.
     endpoint: String,
 }
 
 impl S3Volume {
-    pub(super) fn new(client: Client, service: &Service) -> Self {
+    pub(super) fn new(
+        client: Client,
+        role: Option<Arc<role::AssumeRole>>,
+        service: &Service,
+    ) -> Self {
         Self {
             client,
+            role,
             bucket: service.bucket.clone(),
             endpoint: service.endpoint.clone(),
         }
@@ -162,6 +215,9 @@ fn listed(o: &aws_sdk_s3::types::Object) -> ObjectInfo {
 #[async_trait]
 impl VolumeBackend for S3Volume {
     async fn probe_read(&self, prefix: &str) -> Result<(), VolumeError> {
+        if let Some(role) = &self.role {
+            role.assume().await?;
+        }
         self.client
             .list_objects_v2()
             .bucket(&self.bucket)

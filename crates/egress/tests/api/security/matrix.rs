@@ -213,6 +213,7 @@ async fn volume(s: &TestServer, owner: &str, name: &str) -> String {
             credential_id: format!("AKID{name}"),
             root: String::new(),
             properties: Default::default(),
+            ..Default::default()
         },
         secret: s.running.state.secrets.seal("matrix-secret", &id),
         created_at: now,
