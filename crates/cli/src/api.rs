@@ -60,10 +60,7 @@ pub enum Retry {
 
 impl Api {
     pub fn new(conn: Connection) -> Result<Self, Fail> {
-        // The AWS SDK's provider: one TLS stack in the binary.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .use_rustls_tls()
             .connect_timeout(Duration::from_secs(20))
             .timeout(Duration::from_secs(120))
             .user_agent(concat!("egress-cli/", env!("CARGO_PKG_VERSION")))

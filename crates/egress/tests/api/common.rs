@@ -27,8 +27,6 @@ impl TestServer {
     }
 
     async fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config)) -> Self {
-        // reqwest is built with rustls and no provider of its own (see egress-cli).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut config = Config::new("127.0.0.1:0", dir.path());
         tune(&mut config);
         let running = server::start(config).await.unwrap();
