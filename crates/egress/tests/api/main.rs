@@ -13,5 +13,6 @@ mod projects;
 mod security;
 mod uploads;
 mod volumes;
+mod volumes_azure;
 mod volumes_gcs;
 mod wire;
