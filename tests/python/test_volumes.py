@@ -150,7 +150,7 @@ def test_bad_input_gets_the_right_codes(api, moto, moto_iam, egress):
         ({**s3_body(moto, bucket, "")}, 400, 9013),
         (s3_body(moto, bucket, "bad_mode", mode="RX"), 400, 9015),
         ({"name": "no_service", "access_mode": "RW"}, 400, 9016),
-        ({**s3_body(moto, bucket, "azure_vol"), "service": {"type": "azure"}}, 400, 9017),
+        ({**s3_body(moto, bucket, "azure_vol"), "service": {"type": "hdfs"}}, 400, 9017),
         (s3_body(moto, bucket, "kms_aes", properties={"sse_algorithm": "AES256", "sse_aws_kms_key_id": "k"}), 400, 9023),
         (s3_body(moto, bucket, "rot13", properties={"sse_algorithm": "rot13"}), 400, 9023),
         (s3_body(moto, bucket, "bad_acl", properties={"aws_canned_acl": "everyone-please"}), 400, 9022),

@@ -321,6 +321,7 @@ text_enum_schema!(
         ServiceKind::Gcs,
         ServiceKind::Local,
         ServiceKind::Oss,
+        ServiceKind::Azure,
     ]
     .map(ServiceKind::as_str)
 );

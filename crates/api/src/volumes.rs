@@ -124,6 +124,10 @@ pub struct VolumeService {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub root: Option<String>,
+    /// Azure only: the storage account (`bucket` is the container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub storage_account: Option<String>,
     #[serde(rename = "type")]
     #[schema(value_type = ServiceKindSchema)]
     pub kind: ServiceKind,
@@ -139,10 +143,18 @@ pub struct Credentials {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub client_email: Option<String>,
+    /// Azure: the application's client id (the client secret is never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub client_id: Option<String>,
     /// S3 volumes on an IAM role: the role Egress assumes (the external id is never shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub role_arn: Option<String>,
+    /// Azure: the application's Entra ID tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub tenant_id: Option<String>,
 }
 
 fn render(state: &AppState, v: &VolumeRec) -> Volume {
@@ -151,7 +163,9 @@ fn render(state: &AppState, v: &VolumeRec) -> Volume {
     let none = Credentials {
         access_key_id: None,
         client_email: None,
+        client_id: None,
         role_arn: None,
+        tenant_id: None,
     };
     let (credentials, s3) = match s.kind {
         ServiceKind::S3 if !s.role_arn.is_empty() => (
@@ -177,12 +191,21 @@ fn render(state: &AppState, v: &VolumeRec) -> Volume {
             false,
         ),
         ServiceKind::Local => (none, false),
+        ServiceKind::Azure => (
+            Credentials {
+                client_id: id,
+                tenant_id: Some(s.tenant_id.clone()),
+                ..none
+            },
+            false,
+        ),
     };
     let service = VolumeService {
         bucket: s.bucket.clone(),
         credentials,
-        endpoint: (s3 || (s.kind == ServiceKind::Gcs && !s.endpoint.is_empty()))
+        endpoint: (s3 || (s.kind != ServiceKind::Local && !s.endpoint.is_empty()))
             .then(|| s.endpoint.clone()),
+        storage_account: (s.kind == ServiceKind::Azure).then(|| s.account.clone()),
         prefix: s.prefix.clone(),
         properties: s.properties.clone(),
         region: s3.then(|| s.region.clone()),
@@ -292,12 +315,16 @@ struct NewVolume {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Describes the body only.
 struct NewService {
-    /// `s3`, `gcs` (read-only), `oss` (read-only) or `local` (platform administrators only), in
-    /// any case.
+    /// `s3`, `gcs`, `oss` or `azure` (these three read-only), or `local` (platform
+    /// administrators only), in any case.
     #[serde(rename = "type")]
     kind: String,
-    /// S3 and GCS.
+    /// S3, GCS and OSS.
     bucket: Option<String>,
+    /// Azure: the storage account.
+    storage_account: Option<String>,
+    /// Azure: the container.
+    container: Option<String>,
     /// A relative path without `.` or `..` segments.
     prefix: Option<String>,
     /// S3, OSS and GCS (also as `root_url`): `http(s)://host[:port]`, one the server allows
@@ -525,14 +552,19 @@ fn patch_service(
                         }
                         (ServiceKind::S3, false, "access_key_id")
                         | (ServiceKind::Oss, _, "access_key_id")
+                        | (ServiceKind::Azure, _, "client_id")
                         | (ServiceKind::Gcs, false, "client_email") => {
                             v.service.credential_id = text_field(&k, &val)?
+                        }
+                        (ServiceKind::Azure, _, "tenant_id") => {
+                            v.service.tenant_id = text_field(&k, &val)?
                         }
                         (ServiceKind::Gcs, true, "configuration") => {
                             secret = Some(volume::check_gcs_configuration(Some(&val))?)
                         }
                         (ServiceKind::S3, false, "secret_access_key")
                         | (ServiceKind::Oss, _, "secret_access_key")
+                        | (ServiceKind::Azure, _, "client_secret")
                         | (ServiceKind::Gcs, false, "private_key") => {
                             let given = text_field(&k, &val)?;
                             if given.is_empty() {

@@ -21,6 +21,8 @@ pub enum ServiceKind {
     Local,
     /// Alibaba Cloud OSS, through its S3-compatible API; read-only.
     Oss,
+    /// Azure Blob Storage; read-only.
+    Azure,
 }
 
 impl ServiceKind {
@@ -30,6 +32,7 @@ impl ServiceKind {
             ServiceKind::Gcs => "gcs",
             ServiceKind::Local => "local",
             ServiceKind::Oss => "oss",
+            ServiceKind::Azure => "azure",
         }
     }
 
@@ -40,7 +43,10 @@ impl ServiceKind {
 
     /// Whether Egress only reads such volumes: exports to them are refused (9027).
     pub fn read_only(self) -> bool {
-        matches!(self, ServiceKind::Gcs | ServiceKind::Oss)
+        matches!(
+            self,
+            ServiceKind::Gcs | ServiceKind::Oss | ServiceKind::Azure
+        )
     }
 }
 
@@ -67,6 +73,12 @@ pub struct Service {
     /// service account key; the configuration is the sealed secret.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub federated: bool,
+    /// Azure: the storage account (the container is `bucket`, the client id `credential_id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub account: String,
+    /// Azure: the Entra ID tenant of the volume's application.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant_id: String,
     /// Local volumes: the folder objects live under.
     #[serde(default)]
     pub root: String,
@@ -351,6 +363,13 @@ pub fn check_endpoint_for(
         let own_cloud = match kind {
             ServiceKind::Oss => is_oss_host(host),
             ServiceKind::Gcs => matches!(host, "storage.googleapis.com" | "www.googleapis.com"),
+            ServiceKind::Azure => host
+                .strip_suffix(".blob.core.windows.net")
+                .is_some_and(|a| {
+                    !a.is_empty()
+                        && a.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                }),
             _ => is_aws_s3_host(host),
         };
         url.scheme() == "https" && url.port().is_none() && own_cloud
@@ -486,7 +505,8 @@ pub fn parse_service(
         Some("gcs") => ServiceKind::Gcs,
         Some("local") => ServiceKind::Local,
         Some("oss") => ServiceKind::Oss,
-        _ => return Err(invalid_service("type must be s3, gcs, oss or local")),
+        Some("azure") => ServiceKind::Azure,
+        _ => return Err(invalid_service("type must be s3, gcs, oss, azure or local")),
     };
     let empty = Map::new();
     let credentials = match obj.get("credentials") {
@@ -499,7 +519,18 @@ pub fn parse_service(
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Err(invalid_service("properties must be an object")),
     };
-    check_properties(&properties)?;
+    if kind == ServiceKind::Azure {
+        // The R client sends the storage account's resource id here.
+        for (key, value) in &properties {
+            if key != "resource_id" || !(value.is_string() || value.is_null()) {
+                return Err(invalid_service(format!(
+                    "Azure volumes take only the property resource_id (a string), not '{key}'"
+                )));
+            }
+        }
+    } else {
+        check_properties(&properties)?;
+    }
     let mut service = Service {
         kind,
         bucket: String::new(),
@@ -554,6 +585,32 @@ pub fn parse_service(
             }
             service.credential_id = required(credentials, "access_key_id")?;
             required(credentials, "secret_access_key")?
+        }
+        ServiceKind::Azure => {
+            if access_mode == AccessMode::Rw {
+                return Err(SbgError::new(
+                    Code::GcsReadOnlyOnly,
+                    "This environment only supports RO buckets of type AZURE.",
+                ));
+            }
+            service.account = required(obj, "storage_account")?;
+            if !(3..=24).contains(&service.account.len())
+                || !service
+                    .account
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(invalid_service(
+                    "storage_account must be 3 to 24 lowercase letters and digits",
+                ));
+            }
+            service.bucket = required(obj, "container")?;
+            let default = format!("https://{}.blob.core.windows.net", service.account);
+            let endpoint = text(obj, "endpoint")?.unwrap_or(default);
+            service.endpoint = check_endpoint_for(kind, &endpoint, policy)?;
+            service.tenant_id = required(credentials, "tenant_id")?;
+            service.credential_id = required(credentials, "client_id")?;
+            required(credentials, "client_secret")?
         }
         ServiceKind::Gcs => {
             if access_mode == AccessMode::Rw {

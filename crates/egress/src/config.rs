@@ -209,6 +209,25 @@ pub struct VolumeConfig {
         default_value = "https://storage.googleapis.com"
     )]
     pub gcs_default_endpoint: String,
+    /// Where Azure volumes' applications (tenant id, client id, client secret) sign in
+    #[arg(
+        long = "azure-authority-host",
+        env = "EGRESS_AZURE_AUTHORITY_HOST",
+        value_name = "URL",
+        default_value = "https://login.microsoftonline.com"
+    )]
+    pub azure_authority_host: String,
+    /// `ACCOUNT=KEY`: a storage account whose shared key the server holds; Azure volumes on it
+    /// sign with the key instead of their client secret. For Azurite and development only: any
+    /// user may then read that account. Repeatable, comma-separated in the environment
+    /// [default: none]
+    #[arg(
+        long = "azure-shared-key",
+        env = "EGRESS_AZURE_SHARED_KEYS",
+        value_name = "ACCOUNT=KEY",
+        value_delimiter = ','
+    )]
+    pub azure_shared_keys: Vec<String>,
 }
 
 impl Config {

@@ -85,6 +85,14 @@ pub async fn start(mut config: Config) -> Result<Running> {
             egress_storage::volume::CloudSettings {
                 aws_identity: egress_storage::volume::AwsIdentity::from_env(),
                 sts_endpoint: config.volume_policy.sts_endpoint.clone(),
+                azure_authority_host: config.volume_policy.azure_authority_host.clone(),
+                azure_shared_keys: config
+                    .volume_policy
+                    .azure_shared_keys
+                    .iter()
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(account, key)| (account.to_string(), key.to_string()))
+                    .collect(),
             },
         ),
     });

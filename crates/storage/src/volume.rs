@@ -3,6 +3,7 @@
 //! `VolumeClients::open` is the one place that picks the backend for a volume record. Keys here
 //! are full object keys (prefix included); callers build them with `volume::object_key`.
 
+mod azure;
 mod gcs;
 mod local;
 mod s3;
@@ -337,6 +338,11 @@ pub struct CloudSettings {
     pub aws_identity: Option<AwsIdentity>,
     /// Where AssumeRole is sent; empty means `s3::role::DEFAULT_STS_ENDPOINT`.
     pub sts_endpoint: String,
+    /// Where Azure volumes' applications sign in; empty means Microsoft Entra ID.
+    pub azure_authority_host: String,
+    /// Storage accounts whose shared key the operator gave the server (`account`, `key`):
+    /// volumes on them sign with the key (Azurite, development).
+    pub azure_shared_keys: Vec<(String, String)>,
 }
 
 /// Opens volumes' backends, keeping what is worth reusing between calls (S3 clients).
@@ -379,6 +385,23 @@ impl VolumeClients {
             }
             ServiceKind::Local => {
                 Arc::new(local::LocalVolume::open(service, policy).map_err(OpenError::Refused)?)
+            }
+            ServiceKind::Azure => {
+                let shared = self
+                    .cloud
+                    .azure_shared_keys
+                    .iter()
+                    .find(|(account, _)| *account == service.account)
+                    .map(|(_, key)| key.as_str());
+                Arc::new(
+                    azure::AzureVolume::open(
+                        service,
+                        secret,
+                        &self.cloud.azure_authority_host,
+                        shared,
+                    )
+                    .map_err(OpenError::Refused)?,
+                )
             }
             ServiceKind::Gcs => Arc::new(
                 gcs::GcsVolume::open(self.http(), service, secret).map_err(OpenError::Refused)?,

@@ -117,3 +117,23 @@ pub fn service_account_key() -> String {
         lines.join("\n")
     )
 }
+
+/// Azurite's blob service, in memory (it runs in a fresh folder for its debug files).
+pub fn azurite() -> Option<Emulator> {
+    let Some(program) = find("azurite-blob", &[".azurite/node_modules/.bin"]) else {
+        return missing("azurite-blob");
+    };
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        &port.to_string(),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--silent",
+    ]
+    .map(String::from);
+    Some(start(program, &args, port, dir))
+}

@@ -17,5 +17,6 @@ mod scroll;
 mod security;
 mod uploads;
 mod volumes;
+mod volumes_azure;
 mod volumes_gcs;
 mod wire;
