@@ -60,8 +60,12 @@ struct Export {
 }
 
 impl Kind for Export {
-    fn create_path(&self) -> &'static str {
-        "/bulk/storage/exports/create"
+    fn noun(&self) -> &'static str {
+        "export"
+    }
+
+    fn volume(&self) -> &str {
+        &self.volume
     }
 
     fn create_query(&self) -> Vec<(&'static str, String)> {
@@ -78,22 +82,6 @@ impl Kind for Export {
             body["properties"] = Value::Object(self.properties.clone());
         }
         body
-    }
-
-    fn get_path(&self) -> &'static str {
-        "/bulk/storage/exports/get"
-    }
-
-    fn ids_field(&self) -> &'static str {
-        "export_ids"
-    }
-
-    fn list_path(&self) -> &'static str {
-        "/storage/exports"
-    }
-
-    fn list_query(&self) -> Vec<(&'static str, String)> {
-        vec![("volume", self.volume.clone())]
     }
 
     fn job_key(

@@ -47,8 +47,12 @@ struct Import {
 }
 
 impl Kind for Import {
-    fn create_path(&self) -> &'static str {
-        "/bulk/storage/imports/create"
+    fn noun(&self) -> &'static str {
+        "import"
+    }
+
+    fn volume(&self) -> &str {
+        &self.volume
     }
 
     fn create_query(&self) -> Vec<(&'static str, String)> {
@@ -70,22 +74,6 @@ impl Kind for Import {
             body["preserve_folder_structure"] = Value::Bool(true);
         }
         body
-    }
-
-    fn get_path(&self) -> &'static str {
-        "/bulk/storage/imports/get"
-    }
-
-    fn ids_field(&self) -> &'static str {
-        "import_ids"
-    }
-
-    fn list_path(&self) -> &'static str {
-        "/storage/imports"
-    }
-
-    fn list_query(&self) -> Vec<(&'static str, String)> {
-        vec![("volume", self.volume.clone())]
     }
 
     fn job_key(&self, job: &Value, index: &HashMap<String, usize>, _: &[Item]) -> Option<String> {

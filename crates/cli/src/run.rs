@@ -109,14 +109,12 @@ impl Plan {
 
 /// What differs between exports and imports.
 pub trait Kind {
-    fn create_path(&self) -> &'static str;
+    /// `export` or `import`: the API's paths and fields are named after it.
+    fn noun(&self) -> &'static str;
+    /// The volume the jobs go to or come from: the job listing is narrowed to it.
+    fn volume(&self) -> &str;
     fn create_query(&self) -> Vec<(&'static str, String)>;
     fn item_body(&self, item: &Item) -> Value;
-    fn get_path(&self) -> &'static str;
-    fn ids_field(&self) -> &'static str;
-    fn list_path(&self) -> &'static str;
-    /// Filters of the job listing that narrow it to this run's jobs (the volume).
-    fn list_query(&self) -> Vec<(&'static str, String)>;
     /// The item a job was made for, if this run would have made it.
     fn job_key(&self, job: &Value, items: &HashMap<String, usize>, all: &[Item]) -> Option<String>;
 }
@@ -334,7 +332,7 @@ impl<'a, K: Kind> Run<'a, K> {
                 .api
                 .call(
                     Method::POST,
-                    self.kind.create_path(),
+                    &format!("/bulk/storage/{}s/create", self.kind.noun()),
                     &query,
                     Some(&body),
                     Some(&key),
@@ -450,7 +448,7 @@ impl<'a, K: Kind> Run<'a, K> {
     /// from its newest end until it reaches jobs older than the batch.
     async fn find_jobs(&self, doubt: &InDoubt) -> Result<HashMap<String, String>, Fail> {
         let wanted: HashSet<&String> = doubt.keys.iter().collect();
-        let filters = self.kind.list_query();
+        let filters = vec![("volume", self.kind.volume().to_string())];
         let mut query: Vec<(&str, String)> = filters.clone();
         query.push(("limit", "1".into()));
         let first = self.list(&query).await?;
@@ -503,7 +501,7 @@ impl<'a, K: Kind> Run<'a, K> {
     async fn list(&self, query: &[(&str, String)]) -> Result<crate::api::Reply, Fail> {
         let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.api
-            .get(self.kind.list_path(), &query)
+            .get(&format!("/storage/{}s", self.kind.noun()), &query)
             .await
             .map_err(|e| Fail::from_api("listing the jobs", e))
     }
@@ -568,7 +566,10 @@ impl<'a, K: Kind> Run<'a, K> {
                 .collect();
             let reply = self
                 .api
-                .post(self.kind.get_path(), &json!({ self.kind.ids_field(): ids }))
+                .post(
+                    &format!("/bulk/storage/{}s/get", self.kind.noun()),
+                    &json!({ format!("{}_ids", self.kind.noun()): ids }),
+                )
                 .await
                 .map_err(|e| Fail::from_api("polling the jobs", e))?;
             let answers = reply.body["items"].as_array().cloned().unwrap_or_default();
