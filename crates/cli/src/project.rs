@@ -7,7 +7,7 @@ use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
 /// Pages of a listing fetched at once, once the first page has told how many there are.
-const PAGES_AT_ONCE: usize = 4;
+const PAGES_AT_ONCE: usize = 2;
 const PAGE: u64 = 100;
 /// The keys a file listing needs; fewer keys, smaller pages.
 const FILE_FIELDS: &str = "id,name,size,type,storage,parent,project";

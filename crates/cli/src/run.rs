@@ -19,7 +19,7 @@ const SUBMIT_RETRY_FOR: Duration = Duration::from_secs(300);
 const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 /// Polls come more slowly as the oldest unfinished job ages: a twentieth of its age, within
 /// these.
-const POLL_MIN: Duration = Duration::from_millis(100);
+const POLL_MIN: Duration = Duration::from_millis(250);
 const POLL_MAX: Duration = Duration::from_secs(30);
 /// While batches are still being submitted, polls only keep the progress current: each one
 /// would delay the next submission.
