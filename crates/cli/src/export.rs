@@ -1,11 +1,11 @@
 //! `egress export`: files of a project (or a manifest) to a volume, in bulk exports of 100.
 
-use crate::api::{Api, ApiError};
+use crate::api::Api;
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::project::{self, Entry, Under};
 use crate::run::{Item, Kind, Plan, Row, Run, BATCH};
-use crate::{connect, join, journal_path, manifest, report, two_part_id, Fail, RunArgs};
+use crate::{connect, get_volume, join, journal_path, manifest, report, Fail, RunArgs};
 use clap::Args;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -168,20 +168,7 @@ async fn plan_into(api: &Api, args: &ExportArgs, plan: &mut Plan) -> Result<(), 
 
 /// The volume must exist, be active and be writable: checked before anything is sent.
 async fn check_volume(api: &Api, id: &str) -> Result<(), Fail> {
-    let (owner, name) = two_part_id("volume", id)?;
-    let v = match api
-        .get(&format!("/storage/volumes/{owner}/{name}"), &[])
-        .await
-    {
-        Ok(v) => v.body,
-        Err(ApiError::Status { status: 404, .. }) => {
-            return Err(Fail::Api(format!(
-                "no volume {id} at {} (or it is not shared with you)",
-                api.base()
-            )))
-        }
-        Err(e) => return Err(Fail::from_api(&format!("reading volume {id}"), e)),
-    };
+    let v = get_volume(api, id).await?;
     if v["access_mode"].as_str() == Some("RO") {
         return Err(Fail::Api(format!(
             "volume {id} is read-only (RO): exports need a RW volume"

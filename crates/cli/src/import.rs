@@ -1,12 +1,12 @@
 //! `egress import`: the objects under a prefix of a volume into a project, in bulk imports of
 //! 100, or as one folder import that keeps the folder structure.
 
-use crate::api::{Api, ApiError};
+use crate::api::Api;
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::project::{self, Under};
 use crate::run::{Item, Kind, Plan, Run};
-use crate::{connect, join, journal_path, report, two_part_id, Fail, RunArgs};
+use crate::{connect, get_volume, join, journal_path, report, two_part_id, Fail, RunArgs};
 use clap::Args;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -85,25 +85,7 @@ impl Kind for Import {
 pub async fn run(args: ImportArgs) -> Result<i32, Fail> {
     let (api, user) = connect(&args.run.connect).await?;
     let (owner, name) = two_part_id("volume", &args.volume)?;
-    match api
-        .get(&format!("/storage/volumes/{owner}/{name}"), &[])
-        .await
-    {
-        Ok(_) => {}
-        Err(ApiError::Status { status: 404, .. }) => {
-            return Err(Fail::Api(format!(
-                "no volume {} at {} (or it is not shared with you)",
-                args.volume,
-                api.base()
-            )))
-        }
-        Err(e) => {
-            return Err(Fail::from_api(
-                &format!("reading volume {}", args.volume),
-                e,
-            ))
-        }
-    }
+    get_volume(&api, &args.volume).await?;
     let project = project::get(&api, &args.project).await?;
     let prefix = format!("{}/", args.location.trim_matches('/'));
     let prefix = if prefix == "/" { String::new() } else { prefix };

@@ -118,6 +118,22 @@ async fn connect(args: &ConnectArgs) -> Result<(Api, String), Fail> {
     }
 }
 
+/// The volume `owner/name` as the API shows it; a missing one is named before anything is sent.
+async fn get_volume(api: &Api, id: &str) -> Result<serde_json::Value, Fail> {
+    let (owner, name) = two_part_id("volume", id)?;
+    match api
+        .get(&format!("/storage/volumes/{owner}/{name}"), &[])
+        .await
+    {
+        Ok(v) => Ok(v.body),
+        Err(ApiError::Status { status: 404, .. }) => Err(Fail::Api(format!(
+            "no volume {id} at {} (or it is not shared with you)",
+            api.base()
+        ))),
+        Err(e) => Err(Fail::from_api(&format!("reading volume {id}"), e)),
+    }
+}
+
 /// `owner/name` (a volume) or `owner/slug` (a project), checked before it goes into a path.
 fn two_part_id(what: &str, id: &str) -> Result<(String, String), Fail> {
     let ok = |s: &str| !s.is_empty() && !s.contains(['?', '#', '%']) && s != "." && s != "..";
