@@ -24,7 +24,8 @@ const POLL_MAX: Duration = Duration::from_secs(30);
 /// While batches are still being submitted, polls only keep the progress current: each one
 /// would delay the next submission.
 const POLL_WHILE_SUBMITTING: Duration = Duration::from_secs(1);
-/// Every this many polling rounds, every unfinished job is asked about, not only the oldest.
+/// Every this many polling rounds, a round asks even when the count announced no ending (and,
+/// without counts, asks about every unfinished job).
 const FULL_ROUND_EVERY: u64 = 10;
 
 /// One thing to transfer: a file to export, or an object to import.
@@ -155,6 +156,9 @@ pub struct Run<'a, K: Kind> {
     in_doubt: Vec<InDoubt>,
     doubtful: HashSet<String>,
     next_batch: u64,
+    /// Whether the server counts unfinished jobs (a list's total), so polls can skip bulk
+    /// gets while none of this run's can have ended.
+    counts_work: bool,
     /// Work left, for the progress display.
     files_left: u64,
     bytes_left: u64,
@@ -189,6 +193,7 @@ impl<'a, K: Kind> Run<'a, K> {
             in_doubt,
             doubtful,
             next_batch,
+            counts_work: true,
             files_left: 0,
             bytes_left: 0,
         }
@@ -284,7 +289,7 @@ impl<'a, K: Kind> Run<'a, K> {
                 }
             }
             round += 1;
-            self.poll(round.is_multiple_of(FULL_ROUND_EVERY)).await?;
+            self.poll(round).await?;
             let mut pause = self.poll_interval();
             if listing || !self.queue.is_empty() {
                 pause = pause.max(POLL_WHILE_SUBMITTING);
@@ -552,10 +557,55 @@ impl<'a, K: Kind> Run<'a, K> {
         self.progress.ended(self.items[item].bytes, true);
     }
 
+    /// Counts the volume's unfinished jobs (while the server will) and decides with
+    /// [`endings_to_find`] what this round asks about.
+    async fn round_plan(&mut self, round: u64) -> Result<Option<usize>, Fail> {
+        let unfinished = if self.counts_work {
+            self.count_unfinished().await?
+        } else {
+            None
+        };
+        self.counts_work = unfinished.is_some();
+        let tenth = round.is_multiple_of(FULL_ROUND_EVERY);
+        Ok(endings_to_find(self.inflight.len(), unfinished, tenth))
+    }
+
+    /// How many of the caller's jobs on the volume are PENDING or RUNNING: the total of a
+    /// one-item list. `None` when the server will not count them that way: it refuses the
+    /// query, or the job it lists is neither (it ignored the state filter).
+    async fn count_unfinished(&self) -> Result<Option<u64>, Fail> {
+        let query = [
+            ("volume", self.kind.volume()),
+            ("state", "PENDING"),
+            ("state", "RUNNING"),
+            ("limit", "1"),
+        ];
+        let reply = match self
+            .api
+            .get(&format!("/storage/{}s", self.kind.noun()), &query)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(ApiError::Status { status, .. }) if (400..500).contains(&status) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(Fail::from_api("counting the unfinished jobs", e)),
+        };
+        let listed = reply.body["items"]
+            .as_array()
+            .and_then(|items| items.first());
+        let filtered =
+            listed.is_none_or(|job| matches!(job["state"].as_str(), Some("PENDING" | "RUNNING")));
+        Ok(reply.total.filter(|_| filtered))
+    }
+
     /// Asks about unfinished jobs, oldest first, 100 per request. Jobs run in about the order
-    /// they were submitted, so a round stops at the first group not all done, except for a
-    /// full round now and then.
-    async fn poll(&mut self, full: bool) -> Result<(), Fail> {
+    /// they were submitted, so a round stops at the first group not all done once it has found
+    /// the endings the count announced.
+    async fn poll(&mut self, round: u64) -> Result<(), Fail> {
+        let Some(to_find) = self.round_plan(round).await? else {
+            return Ok(());
+        };
         let mut ended_jobs: HashSet<String> = HashSet::new();
         let mut start = 0;
         while start < self.inflight.len() {
@@ -611,7 +661,7 @@ impl<'a, K: Kind> Run<'a, K> {
                     before: false,
                 });
             }
-            if !all_ended && !full {
+            if !all_ended && ended_jobs.len() >= to_find {
                 break;
             }
             start = end;
@@ -659,6 +709,24 @@ impl<'a, K: Kind> Run<'a, K> {
     }
 }
 
+/// How many ended jobs a polling round should find before it stops asking (`None`: it asks
+/// nothing), given this run's unfinished jobs and the server's count of the volume's
+/// unfinished jobs (`None` when it will not count them). Bulk gets go out only once some of
+/// this run's jobs must have ended, and only for as many groups as hold them.
+///
+/// The count also holds other runs' jobs on the volume, which can hide endings but never
+/// invent them, so every tenth round looks at the oldest group anyway. Without counts, each
+/// round looks at the oldest group and every tenth at every job.
+fn endings_to_find(inflight: usize, unfinished: Option<u64>, tenth: bool) -> Option<usize> {
+    match unfinished {
+        Some(unfinished) => {
+            let ended = inflight.saturating_sub(usize::try_from(unfinished).unwrap_or(usize::MAX));
+            (ended > 0 || tenth).then_some(ended)
+        }
+        None => Some(if tenth { inflight } else { 0 }),
+    }
+}
+
 fn job_error(e: &Value) -> JobError {
     JobError {
         code: e["code"].as_i64().unwrap_or(0),
@@ -677,4 +745,28 @@ fn created_ms(job: &Value) -> Option<i64> {
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endings_to_find;
+
+    #[test]
+    fn polls_ask_only_once_the_count_announces_endings() {
+        // 300 in flight, 300 unfinished on the volume: nothing can have ended.
+        assert_eq!(endings_to_find(300, Some(300), false), None);
+        // Others' jobs on the volume can hide endings; a tenth round looks at the oldest group.
+        assert_eq!(endings_to_find(300, Some(450), false), None);
+        assert_eq!(endings_to_find(300, Some(450), true), Some(0));
+        // 150 of 300 ended: ask until 150 are found.
+        assert_eq!(endings_to_find(300, Some(150), false), Some(150));
+        // None unfinished: every job has ended.
+        assert_eq!(endings_to_find(300, Some(0), false), Some(300));
+    }
+
+    #[test]
+    fn without_counts_polls_ask_the_oldest_group_and_every_tenth_round_all() {
+        assert_eq!(endings_to_find(300, None, false), Some(0));
+        assert_eq!(endings_to_find(300, None, true), Some(300));
+    }
 }

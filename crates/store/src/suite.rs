@@ -955,6 +955,22 @@ async fn export_claims_are_leased_fenced_and_ordered(store: DynStore) {
         .await
         .unwrap();
     assert_eq!((total, listed.len()), (3, 3));
+    let ended = [JobState::Completed, JobState::Failed];
+    let page = |offset| Page { offset, limit: 10 };
+    let (last, total) = store
+        .list_exports("ann", Some("ann/v"), &ended, page(2))
+        .await
+        .unwrap();
+    assert_eq!((total, last.len()), (3, 1));
+    let (past_the_end, total) = store
+        .list_exports("ann", Some("ann/v"), &ended, page(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (total, past_the_end.len()),
+        (3, 0),
+        "a page past the end is empty, with the total"
+    );
     assert_eq!(
         store
             .list_exports(

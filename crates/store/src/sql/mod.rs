@@ -301,6 +301,11 @@ impl<E: Engine> SqlStore<E> {
         let mut count = Self::builder(format!("SELECT COUNT(*) FROM {table}"));
         filter(&mut count);
         let (total,) = count.build().fetch_one::<(i64,)>(pool).await?;
+        if page.offset >= total {
+            // Nothing to read: without this, a filter nothing matches (no unfinished jobs, the
+            // usual answer to a poll) would walk every job of the owner in `seq` order.
+            return Ok((Vec::new(), total));
+        }
         let mut select = Self::builder(format!("SELECT {columns} FROM {table}"));
         filter(&mut select);
         select
