@@ -6,8 +6,12 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
@@ -232,6 +236,85 @@ def test_a_manifest_with_locations_skips_folders_and_names_bad_lines(egress, mot
         manifest.write_text(text)
         out = run_cli(egress, world["token"], "export", "--volume", "ann/out", "--manifest", str(manifest))
         assert out.returncode == 2 and says in out.stderr, out.stderr
+
+
+class CountingProxy:
+    """Forwards every request to Egress, except job counts (a job list with a `state` filter):
+    `refuse` answers them 400, as a server without that filter might; `misread` asks for
+    COMPLETED jobs instead, as a server that reads the filter another way might. It records what
+    went through."""
+
+    def __init__(self, upstream, mode):
+        self.upstream, self.mode, self.seen = upstream, mode, []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.forward()
+
+            def do_POST(self):
+                self.forward()
+
+            def forward(self):
+                url = urlsplit(self.path)
+                query = parse_qsl(url.query)
+                counting = url.path == "/v2/storage/exports" and any(k == "state" for k, _ in query)
+                proxy.seen.append(("count" if counting else self.command, url.path))
+                if counting and proxy.mode == "refuse":
+                    return self.answer(400, {"Content-Type": "application/json"},
+                                       b'{"status": 400, "code": 9000, "message": "Unknown filter: state", "more_info": ""}')
+                if counting:
+                    query = [(k, v) for k, v in query if k != "state"] + [("state", "COMPLETED")]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("x-sbg-auth-token", "idempotency-key", "content-type")}
+                r = requests.request(self.command, f"{proxy.upstream}{url.path}?{urlencode(query)}", data=body, headers=headers)
+                kept = {k: v for k, v in r.headers.items() if k.lower() in ("content-type", "x-total-matching-query", "x-ratelimit-reset")}
+                self.answer(r.status_code, kept, r.content)
+
+            def answer(self, status, headers, body):
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["refuse", "misread"])
+def test_a_server_that_will_not_count_jobs_by_state_is_polled_without_counts(egress, moto, world, tmp_path, mode):
+    # A completed job on the volume, for the misread count to list.
+    c = world["client"]
+    seed = c.post("/storage/exports", {"source": {"file": world["ids"]["d0/s0/f000.txt"]},
+                                       "destination": {"volume": "ann/out", "location": f"seed-{mode}"}}, copy_only="true")
+    poll(lambda: c.get(f"/storage/exports/{seed['id']}").json()["state"] == "COMPLETED", "the seed export")
+    proxy = CountingProxy(egress.url, mode)
+    try:
+        report = tmp_path / "report.csv"
+        out = run_cli(SimpleNamespace(url=proxy.url), world["token"], "export", "--volume", "ann/out", "--project", "ann/big",
+                      "--folder", "d1", "--prefix", f"uncounted-{mode}", "--report", str(report), home=tmp_path)
+    finally:
+        proxy.close()
+    assert out.returncode == 0, out.stderr + out.stdout
+    mine = [p for p in world["paths"] if p.startswith("d1/")]
+    assert {r["state"] for r in report_rows(report)} == {"COMPLETED"} and len(report_rows(report)) == len(mine)
+    landed = keys_under(moto.client(), world["bucket"], f"uncounted-{mode}/")
+    assert set(landed) == {f"uncounted-{mode}/{p[len('d1/'):]}" for p in mine}
+    counts = [s for s in proxy.seen if s[0] == "count"]
+    gets = [s for s in proxy.seen if s[1] == "/v2/bulk/storage/exports/get"]
+    # The first count shows the server will not count by state (refused, or a COMPLETED job
+    # listed); after it, polls are bulk gets only.
+    assert len(counts) == 1, proxy.seen
+    assert gets and proxy.seen.index(counts[0]) < proxy.seen.index(gets[0])
 
 
 def test_dry_run_lists_and_changes_nothing(egress, world, tmp_path):
