@@ -178,8 +178,15 @@ pub trait VolumeBackend: Send + Sync {
     /// Facts about one object, or `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, VolumeError>;
 
-    /// A URL that reads `key` without Egress for `ttl`; `None` for volumes Egress serves itself.
-    async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, VolumeError>;
+    /// A URL that reads `key` without Egress for `ttl`; `None` (the default) for volumes Egress
+    /// serves itself through its own signed URLs.
+    async fn presigned_get(
+        &self,
+        _key: &str,
+        _ttl: Duration,
+    ) -> Result<Option<String>, VolumeError> {
+        Ok(None)
+    }
 
     /// Reads `key`, or one inclusive range of it, for volumes Egress serves itself.
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, VolumeError>;
@@ -205,6 +212,11 @@ pub trait VolumeBackend: Send + Sync {
     async fn abort_upload(&self, _key: &str, _upload_id: &str) -> Result<(), VolumeError> {
         Ok(())
     }
+}
+
+/// What a read-only kind of volume (GCS, Azure) answers to a write.
+fn read_only() -> VolumeError {
+    VolumeError::new(VolumeErrorKind::Unsupported, "ReadOnly")
 }
 
 /// A platform blob to copy into a volume.

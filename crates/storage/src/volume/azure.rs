@@ -5,7 +5,7 @@
 //! served through Egress's own signed URLs.
 
 use super::{
-    CopyError, CopyIn, CopyProgress, Listing, ObjectInfo, VolumeBackend, VolumeError,
+    read_only, CopyError, CopyIn, CopyProgress, Listing, ObjectInfo, VolumeBackend, VolumeError,
     VolumeErrorKind,
 };
 use crate::{ByteRange, ByteStream};
@@ -136,7 +136,7 @@ impl VolumeBackend for AzureVolume {
         _prefix: &str,
         _properties: &Map<String, Value>,
     ) -> Result<(), VolumeError> {
-        Err(VolumeError::new(VolumeErrorKind::Unsupported, "ReadOnly"))
+        Err(read_only())
     }
 
     /// The whole level at once: `object_store` follows Azure's pages itself.
@@ -205,15 +205,6 @@ impl VolumeBackend for AzureVolume {
         }
     }
 
-    /// Served through Egress's own signed URLs.
-    async fn presigned_get(
-        &self,
-        _key: &str,
-        _ttl: Duration,
-    ) -> Result<Option<String>, VolumeError> {
-        Ok(None)
-    }
-
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, VolumeError> {
         let options =
             GetOptions::default().with_range(range.map(|r| r.start..r.end.saturating_add(1)));
@@ -230,9 +221,6 @@ impl VolumeBackend for AzureVolume {
         _req: &CopyIn<'_>,
         _progress: &dyn CopyProgress,
     ) -> Result<(), CopyError> {
-        Err(CopyError::Volume(VolumeError::new(
-            VolumeErrorKind::Unsupported,
-            "ReadOnly",
-        )))
+        Err(CopyError::Volume(read_only()))
     }
 }

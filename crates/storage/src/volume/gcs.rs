@@ -5,7 +5,7 @@
 //! kept until shortly before they expire. Objects are served through Egress's own signed URLs.
 
 use super::{
-    CopyError, CopyIn, CopyProgress, Listing, ObjectInfo, VolumeBackend, VolumeError,
+    read_only, CopyError, CopyIn, CopyProgress, Listing, ObjectInfo, VolumeBackend, VolumeError,
     VolumeErrorKind,
 };
 use crate::{ByteRange, ByteStream};
@@ -18,7 +18,7 @@ use egress_core::volume::Service;
 use futures_util::TryStreamExt;
 use serde_json::{json, Map, Value};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use egress_core::volume::DEFAULT_GCS_ENDPOINT;
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
@@ -283,7 +283,7 @@ impl VolumeBackend for GcsVolume {
         _prefix: &str,
         _properties: &Map<String, Value>,
     ) -> Result<(), VolumeError> {
-        Err(VolumeError::new(VolumeErrorKind::Unsupported, "ReadOnly"))
+        Err(read_only())
     }
 
     async fn list(
@@ -343,15 +343,6 @@ impl VolumeBackend for GcsVolume {
         }
     }
 
-    /// Served through Egress's own signed URLs.
-    async fn presigned_get(
-        &self,
-        _key: &str,
-        _ttl: Duration,
-    ) -> Result<Option<String>, VolumeError> {
-        Ok(None)
-    }
-
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, VolumeError> {
         let response = self
             .get(&self.object_url(key), &[("alt", "media")], range)
@@ -366,10 +357,7 @@ impl VolumeBackend for GcsVolume {
         _req: &CopyIn<'_>,
         _progress: &dyn CopyProgress,
     ) -> Result<(), CopyError> {
-        Err(CopyError::Volume(VolumeError::new(
-            VolumeErrorKind::Unsupported,
-            "ReadOnly",
-        )))
+        Err(CopyError::Volume(read_only()))
     }
 }
 

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use egress_core::volume::{object_key, Service, VolumePolicy};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
-use std::time::Duration;
 
 /// Classifies a local volume's file-system error.
 fn io_error(e: std::io::Error) -> VolumeError {
@@ -263,15 +262,6 @@ impl VolumeBackend for LocalVolume {
             }
             Some(Entry::Folder) | None => Ok(None),
         }
-    }
-
-    /// Egress serves a local volume's bytes itself.
-    async fn presigned_get(
-        &self,
-        _key: &str,
-        _ttl: Duration,
-    ) -> Result<Option<String>, VolumeError> {
-        Ok(None)
     }
 
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, VolumeError> {
