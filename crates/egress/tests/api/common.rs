@@ -280,6 +280,57 @@ impl TestServer {
             .await
     }
 
+    /// The locations of the objects and the sub-folder prefixes at the root of `volume`.
+    pub async fn volume_root(&self, token: &str, volume: &str) -> (Vec<String>, Vec<String>) {
+        let list = self
+            .get(token, &format!("/v2/storage/volumes/{volume}/list"))
+            .await;
+        assert_eq!(list.status, 200, "{:?}", list.body);
+        let strings = |key: &str, field: &str| -> Vec<String> {
+            list.body[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i[field].as_str().unwrap().to_string())
+                .collect()
+        };
+        (strings("items", "location"), strings("prefixes", "prefix"))
+    }
+
+    /// Imports `location` from `volume` into `project`, checks that the new file downloads as
+    /// `want`, whole and in `range`, and returns the file's id.
+    pub async fn import_and_read_back(
+        &self,
+        token: &str,
+        volume: &str,
+        project: &str,
+        location: &str,
+        want: &[u8],
+        range: std::ops::RangeInclusive<usize>,
+    ) -> String {
+        let job = self
+            .import_finished(
+                token,
+                json!({"source": {"volume": volume, "location": location},
+                "destination": {"project": project}}),
+            )
+            .await;
+        assert_eq!(job["state"], "COMPLETED", "{job:?}");
+        let file = job["result"]["id"].as_str().unwrap().to_string();
+        let got = self
+            .download(token, &file, None)
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert!(got.as_ref() == want, "{location}: the bytes differ");
+        let header = format!("bytes={}-{}", range.start(), range.end());
+        let part = self.download(token, &file, Some(&header)).await;
+        assert_eq!(part.status(), 206);
+        assert_eq!(part.bytes().await.unwrap().as_ref(), &want[range]);
+        file
+    }
+
     fn job_ends(&self) -> tokio::sync::watch::Receiver<u64> {
         self.running.state.services.job_ends.subscribe()
     }

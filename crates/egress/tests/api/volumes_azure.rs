@@ -114,35 +114,13 @@ async fn azure_volume_browse_and_import_byte_for_byte() {
     let shown = s.get(&t, "/v2/storage/volumes/ada/avol").await;
     assert!(!shown.body.to_string().contains("s3cret-value"));
 
-    let list = s.get(&t, "/v2/storage/volumes/ada/avol/list").await;
-    assert_eq!(list.status, 200, "{:?}", list.body);
-    let locations: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["location"].as_str().unwrap())
-        .collect();
+    let (locations, prefixes) = s.volume_root(&t, "ada/avol").await;
     assert_eq!(locations, ["big.bin", "small.txt"]);
-    assert_eq!(list.body["prefixes"][0]["prefix"], "sub/");
+    assert_eq!(prefixes.first().map(String::as_str), Some("sub/"));
 
     for (location, want) in [("big.bin", big.clone()), ("small.txt", b"tiny".to_vec())] {
-        let job = s
-            .import_finished(
-                &t,
-                json!({"source": {"volume": "ada/avol", "location": location},
-                "destination": {"project": "ada/p"}}),
-            )
+        s.import_and_read_back(&t, "ada/avol", "ada/p", location, &want, 1..=2)
             .await;
-        assert_eq!(job["state"], "COMPLETED", "{job:?}");
-        let file = job["result"]["id"].as_str().unwrap();
-        let got = s.download(&t, file, None).await.bytes().await.unwrap();
-        assert!(
-            got.as_ref() == want.as_slice(),
-            "{location}: the bytes differ"
-        );
-        let part = s.download(&t, file, Some("bytes=1-2")).await;
-        assert_eq!(part.status(), 206);
-        assert_eq!(part.bytes().await.unwrap().as_ref(), &want[1..3]);
     }
     let folder = s
         .import_finished(

@@ -67,16 +67,9 @@ async fn gcs_volume_browse_and_import_byte_for_byte() {
     );
     assert!(!v.body.to_string().contains("PRIVATE KEY"));
 
-    let list = s.get(&t, "/v2/storage/volumes/gina/gvol/list").await;
-    assert_eq!(list.status, 200, "{:?}", list.body);
-    let locations: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["location"].as_str().unwrap())
-        .collect();
+    let (locations, prefixes) = s.volume_root(&t, "gina/gvol").await;
     assert_eq!(locations, ["big.bin", "small.txt"]);
-    assert_eq!(list.body["prefixes"][0]["prefix"], "sub/");
+    assert_eq!(prefixes.first().map(String::as_str), Some("sub/"));
     let info = s
         .get(&t, "/v2/storage/volumes/gina/gvol/object?location=big.bin")
         .await;
@@ -87,23 +80,9 @@ async fn gcs_volume_browse_and_import_byte_for_byte() {
     assert_error(&missing, 404, 9105);
 
     for (location, want) in [("big.bin", big.clone()), ("small.txt", b"small".to_vec())] {
-        let job = s
-            .import_finished(
-                &t,
-                json!({"source": {"volume": "gina/gvol", "location": location},
-                "destination": {"project": "gina/p"}}),
-            )
+        let file = s
+            .import_and_read_back(&t, "gina/gvol", "gina/p", location, &want, 1..=3)
             .await;
-        assert_eq!(job["state"], "COMPLETED", "{job:?}");
-        let file = job["result"]["id"].as_str().unwrap();
-        let got = s.download(&t, file, None).await.bytes().await.unwrap();
-        assert!(
-            got.as_ref() == want.as_slice(),
-            "{location}: the bytes differ"
-        );
-        let part = s.download(&t, file, Some("bytes=1-3")).await;
-        assert_eq!(part.status(), 206);
-        assert_eq!(part.bytes().await.unwrap().as_ref(), &want[1..4]);
         let md5 = s.get(&t, &format!("/v2/files/{file}")).await.body["checksums"]["md5"].clone();
         assert_eq!(
             md5,
