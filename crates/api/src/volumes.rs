@@ -690,18 +690,7 @@ async fn update(
              external_id) in the same request.",
         ));
     }
-    if v.service.kind == ServiceKind::Gcs && v.access_mode == AccessMode::Rw {
-        return Err(ApiError::from(Code::GcsReadOnlyOnly));
-    }
-    if v.service.kind.read_only() && v.access_mode == AccessMode::Rw {
-        return Err(ApiError::new(
-            Code::GcsReadOnlyOnly,
-            format!(
-                "This environment only supports RO buckets of type {}.",
-                v.service.kind.as_str().to_uppercase()
-            ),
-        ));
-    }
+    volume::check_access_mode(v.service.kind, v.access_mode)?;
     let deactivating = before.active && !v.active;
     let jobs_in_the_way = (deactivating
         || repointed

@@ -281,6 +281,20 @@ pub fn parse_access_mode(value: Option<&Value>) -> SbgResult<AccessMode> {
         .ok_or_else(|| SbgError::from(Code::AccessModeMissing))
 }
 
+/// A volume of a kind Egress only reads (GCS, OSS, Azure) cannot be RW (9057, naming the kind).
+pub fn check_access_mode(kind: ServiceKind, mode: AccessMode) -> SbgResult<()> {
+    if kind.read_only() && mode == AccessMode::Rw {
+        return Err(SbgError::new(
+            Code::GcsReadOnlyOnly,
+            format!(
+                "This environment only supports RO buckets of type {}.",
+                kind.as_str().to_uppercase()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Normalizes an S3 endpoint to `scheme://host[:port]` (a bare host means https) and checks it
 /// against the allowlist before anything connects to it.
 pub fn check_endpoint(endpoint: &str, policy: &VolumePolicy) -> SbgResult<String> {
@@ -542,6 +556,7 @@ pub fn parse_service(
         properties,
         ..Default::default()
     };
+    check_access_mode(kind, access_mode)?;
     let secret = match kind {
         ServiceKind::S3 => {
             service.bucket = required(obj, "bucket")?;
@@ -565,12 +580,6 @@ pub fn parse_service(
             }
         }
         ServiceKind::Oss => {
-            if access_mode == AccessMode::Rw {
-                return Err(SbgError::new(
-                    Code::GcsReadOnlyOnly,
-                    "This environment only supports RO buckets of type OSS.",
-                ));
-            }
             service.bucket = required(obj, "bucket")?;
             service.endpoint = check_endpoint_for(kind, &required(obj, "endpoint")?, policy)?;
             // OSS signs with its region, `oss-cn-hangzhou` for oss-cn-hangzhou.aliyuncs.com.
@@ -587,12 +596,6 @@ pub fn parse_service(
             required(credentials, "secret_access_key")?
         }
         ServiceKind::Azure => {
-            if access_mode == AccessMode::Rw {
-                return Err(SbgError::new(
-                    Code::GcsReadOnlyOnly,
-                    "This environment only supports RO buckets of type AZURE.",
-                ));
-            }
             service.account = required(obj, "storage_account")?;
             if !(3..=24).contains(&service.account.len())
                 || !service
@@ -613,9 +616,6 @@ pub fn parse_service(
             required(credentials, "client_secret")?
         }
         ServiceKind::Gcs => {
-            if access_mode == AccessMode::Rw {
-                return Err(SbgError::from(Code::GcsReadOnlyOnly));
-            }
             service.bucket = required(obj, "bucket")?;
             // `root_url` is what the docs and the R client call the API endpoint.
             let endpoint = match (text(obj, "endpoint")?, text(obj, "root_url")?) {
