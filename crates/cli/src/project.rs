@@ -151,11 +151,7 @@ pub async fn walk(
         list_pages(api, &under, None, |page| {
             let mut files = Vec::new();
             for e in page {
-                let rel = if path.is_empty() {
-                    e.name.clone()
-                } else {
-                    format!("{path}/{}", e.name)
-                };
+                let rel = crate::join(&path, &e.name);
                 if e.folder {
                     folders.push_back((Under::Folder(e.id.clone()), rel));
                 } else {

@@ -505,10 +505,16 @@ impl<'a, K: Kind> Run<'a, K> {
 
     async fn list(&self, query: &[(&str, String)]) -> Result<crate::api::Reply, Fail> {
         let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.api
-            .get(&format!("/storage/{}s", self.kind.noun()), &query)
+        self.list_jobs(&query)
             .await
             .map_err(|e| Fail::from_api("listing the jobs", e))
+    }
+
+    /// One page of the caller's jobs of this kind.
+    async fn list_jobs(&self, query: &[(&str, &str)]) -> Result<crate::api::Reply, ApiError> {
+        self.api
+            .get(&format!("/storage/{}s", self.kind.noun()), query)
+            .await
     }
 
     /// Records the answer to a bulk create: a job or an error per item, in order.
@@ -580,11 +586,7 @@ impl<'a, K: Kind> Run<'a, K> {
             ("state", "RUNNING"),
             ("limit", "1"),
         ];
-        let reply = match self
-            .api
-            .get(&format!("/storage/{}s", self.kind.noun()), &query)
-            .await
-        {
+        let reply = match self.list_jobs(&query).await {
             Ok(reply) => reply,
             Err(ApiError::Status { status, .. }) if (400..500).contains(&status) => {
                 return Ok(None)

@@ -17,7 +17,6 @@ pub fn format_ms(ms: i64) -> String {
         .to_string()
 }
 
-/// `n` random bytes as lowercase hex.
 /// Milliseconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.678Z`).
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text)
@@ -25,6 +24,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::thread_rng().fill(&mut bytes[..]);
